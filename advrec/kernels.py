@@ -1,0 +1,188 @@
+"""Typed wrappers over the compiled core ``advrec._core``.
+
+This is the only Python module that touches ``_core``. It converts numpy arrays and torch
+tensors to the contiguous buffers the kernels take, validates what the core cannot know, and
+dispatches to the CUDA twin when the scores live on a GPU.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+
+try:  # torch is a dependency, but keep the core usable from plain numpy
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore[assignment]
+
+ArrayLike = Union[np.ndarray, "torch.Tensor"]
+CSR = Tuple[np.ndarray, np.ndarray]
+
+__all__ = ["has_cuda", "info", "topk_scores", "rank_targets", "topk_dot"]
+
+
+def has_cuda() -> bool:
+    """True when the core was built with CUDA and a CUDA device is usable now."""
+    return bool(_core.build_info()["cuda_built"]) and _core.cuda_device_count() > 0
+
+
+def info() -> dict:
+    """What this installation has: compiler, OpenMP threads, CUDA archs built, devices seen."""
+    d = dict(_core.build_info())
+    d["cuda_devices"] = int(_core.cuda_device_count())
+    return d
+
+
+def _is_tensor(x: object) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _to_f32_matrix(x: ArrayLike, name: str) -> np.ndarray:
+    if _is_tensor(x):
+        x = x.detach().to("cpu")
+        if x.dtype != torch.float32:
+            x = x.float()
+        x = x.numpy()
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [rows, n_items], got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{name} must hold floating-point scores, got dtype {x.dtype}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _to_i64_vector(x: ArrayLike, name: str) -> np.ndarray:
+    if _is_tensor(x):
+        x = x.detach().to("cpu").numpy()
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {x.shape}")
+    if x.size and not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"{name} must hold integers, got dtype {x.dtype}")
+    return np.ascontiguousarray(x, dtype=np.int64)
+
+
+def _csr_pair(csr: Optional[Sequence[ArrayLike]], name: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    if csr is None:
+        return None, None
+    if len(csr) != 2:
+        raise ValueError(f"{name} must be a pair (indptr, indices)")
+    return _to_i64_vector(csr[0], f"{name} indptr"), _to_i64_vector(csr[1], f"{name} indices")
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k must be an int, got {type(k).__name__}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    return int(k)
+
+
+def topk_scores(
+    scores: ArrayLike,
+    k: int,
+    exclude: Optional[Sequence[ArrayLike]] = None,
+    rows: Optional[ArrayLike] = None,
+):
+    """Best ``k`` non-excluded items per row of a score tile, best first.
+
+    Ties go to the lower item index (the order of a stable argsort of ``-scores``). Rows with
+    fewer than ``k`` candidates are padded with index -1 and value -inf. ``exclude`` is a CSR
+    ``(indptr, indices)`` over users; ``rows[r]`` names the CSR row of score row ``r`` (default:
+    row ``r``). A CUDA tensor stays on its device and returns tensors; anything else returns
+    numpy ``(indices int64 [b, k], values float32 [b, k])``.
+    """
+    k = _check_k(k)
+    if _is_tensor(scores) and scores.is_cuda:
+        from ._cuda_dispatch import topk_scores_cuda  # noqa: WPS433 (only with a GPU)
+
+        return topk_scores_cuda(scores, k, exclude, rows)
+    s = _to_f32_matrix(scores, "scores")
+    indptr, indices = _csr_pair(exclude, "exclude")
+    r = None if rows is None else _to_i64_vector(rows, "rows")
+    return _core.topk_masked(s, k, indptr, indices, r)
+
+
+def rank_targets(
+    scores: ArrayLike,
+    targets: Sequence[ArrayLike],
+    exclude: Optional[Sequence[ArrayLike]] = None,
+    rows: Optional[ArrayLike] = None,
+):
+    """For each target item of each row: candidate negatives scoring higher, and tied.
+
+    ``targets`` is a CSR aligned with the score rows (``len(indptr) == rows + 1``). Candidate
+    negatives are the items neither excluded nor targets of that row. Returns numpy
+    ``(greater int64 [nnz], equal int64 [nnz], n_neg int64 [rows])``: the rank of a target among
+    the negatives is ``greater`` (+ ties), its AUC is ``(n_neg - greater - equal / 2) / n_neg``.
+    """
+    s = _to_f32_matrix(scores, "scores")
+    t_indptr, t_indices = _csr_pair(targets, "targets")
+    if t_indptr is None:
+        raise ValueError("targets must be a pair (indptr, indices)")
+    indptr, indices = _csr_pair(exclude, "exclude")
+    r = None if rows is None else _to_i64_vector(rows, "rows")
+    return _core.rank_targets(s, t_indptr, t_indices, indptr, indices, r)
+
+
+def topk_dot(
+    user_factors: ArrayLike,
+    item_factors: ArrayLike,
+    k: int,
+    exclude: Optional[Sequence[ArrayLike]] = None,
+    rows: Optional[ArrayLike] = None,
+    item_bias: Optional[ArrayLike] = None,
+    tile_rows: int = 2048,
+):
+    """Top-k of ``user_factors @ item_factors.T (+ item_bias)`` without the full score matrix.
+
+    BLAS (torch) computes one tile of ``tile_rows`` users at a time; masking and selection are
+    fused in the core, so peak memory is one ``tile_rows x n_items`` tile, not users x items.
+    ``rows`` maps each user row to its row of the ``exclude`` CSR (default: the same index).
+    """
+    if torch is None:  # pragma: no cover
+        raise RuntimeError("topk_dot needs torch")
+    k = _check_k(k)
+    if isinstance(tile_rows, bool) or not isinstance(tile_rows, (int, np.integer)) or tile_rows < 1:
+        raise ValueError(f"tile_rows must be a positive int, got {tile_rows!r}")
+    U = torch.as_tensor(user_factors)
+    V = torch.as_tensor(item_factors)
+    if U.ndim != 2 or V.ndim != 2:
+        raise ValueError(f"user_factors and item_factors must be 2-D, got {tuple(U.shape)} and {tuple(V.shape)}")
+    if U.shape[1] != V.shape[1]:
+        raise ValueError(f"user_factors has {U.shape[1]} columns but item_factors has {V.shape[1]}")
+    if U.device != V.device:
+        raise ValueError("user_factors and item_factors must be on the same device")
+    U, V = U.float(), V.float()
+    b = None
+    if item_bias is not None:
+        b = torch.as_tensor(item_bias).float().to(V.device)
+        if b.shape != (V.shape[0],):
+            raise ValueError(f"item_bias must have shape ({V.shape[0]},), got {tuple(b.shape)}")
+    m = U.shape[0]
+    r_all = np.arange(m, dtype=np.int64) if rows is None else _to_i64_vector(rows, "rows")
+    if r_all.shape[0] != m:
+        raise ValueError(f"rows must have one entry per user row ({m}), got {r_all.shape[0]}")
+    on_gpu = U.is_cuda
+    idx_parts, val_parts = [], []
+    with torch.no_grad():
+        Vt = V.t().contiguous()
+        for start in range(0, m, tile_rows):
+            tile = U[start:start + tile_rows] @ Vt
+            if b is not None:
+                tile += b
+            r = r_all[start:start + tile_rows]
+            if exclude is None:
+                i, v = topk_scores(tile, k)
+            else:
+                i, v = topk_scores(tile, k, exclude, torch.as_tensor(r, device=tile.device) if on_gpu else r)
+            idx_parts.append(i)
+            val_parts.append(v)
+    if on_gpu:
+        return torch.cat(idx_parts), torch.cat(val_parts)
+    if not idx_parts:
+        return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
+    return np.concatenate(idx_parts), np.concatenate(val_parts)

@@ -1,0 +1,149 @@
+"""Gradient training of Recommenders on BPR triples, with early stopping on a validation metric."""
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.sampling import BPRSampler
+from ..models.base import Batch, Recommender
+
+LossFn = Callable[[Recommender, Batch], torch.Tensor]
+Validator = Callable[[Recommender], float]
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+
+
+@dataclass
+class History:
+    """Per-epoch record of a fit: loss, validation metric, seconds; and the best epoch kept."""
+
+    loss: List[float] = field(default_factory=list)
+    metric: List[float] = field(default_factory=list)
+    seconds: List[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_metric: float = float("nan")
+    stopped_early: bool = False
+
+    @property
+    def epochs(self) -> int:
+        return len(self.loss)
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(self.seconds))
+
+
+def _default_loss(model: Recommender, batch: Batch) -> torch.Tensor:
+    return model.loss(batch)
+
+
+class Trainer:
+    """Trains a model on BPR triples drawn from the training interactions.
+
+    ``loss_fn(model, batch)`` is the hook for defenses (e.g. an adversarial regulariser adds
+    ``lambda * model.loss(batch, delta*)``); ``validator(model) -> float`` (higher is better)
+    drives early stopping: training stops after ``patience`` epochs without improvement and the
+    best weights are restored. Same ``seed``, same numbers.
+    """
+
+    def __init__(
+        self,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        epochs: int = 100,
+        batch_size: int = 2048,
+        l2: float = 0.0,
+        weight_decay: float = 0.0,
+        patience: Optional[int] = 10,
+        eval_every: int = 1,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: Optional[bool] = None,
+        loss_fn: LossFn = _default_loss,
+    ):
+        if optimizer.lower() not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+        for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if patience is not None and (not isinstance(patience, int) or patience < 1):
+            raise ValueError(f"patience must be a positive int or None, got {patience!r}")
+        for name, v in (("lr", lr), ("l2", l2), ("weight_decay", weight_decay)):
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        self.optimizer_name = optimizer.lower()
+        self.lr, self.epochs, self.batch_size = float(lr), epochs, batch_size
+        self.l2, self.weight_decay = float(l2), float(weight_decay)
+        self.patience, self.eval_every, self.seed = patience, eval_every, seed
+        self.device = torch.device(device)
+        self.progress = progress
+        self.loss_fn = loss_fn
+
+    def fit(self, model: Recommender, train, validator: Optional[Validator] = None) -> History:
+        """Train ``model`` in place on ``train`` (an ``advrec.data.Interactions``)."""
+        if train.n_users != model.n_users or train.n_items != model.n_items:
+            raise ValueError(f"train has {train.n_users} users x {train.n_items} items but the model "
+                             f"was built for {model.n_users} x {model.n_items}")
+        if len(train) == 0:
+            raise ValueError("train has no interactions")
+        torch.manual_seed(self.seed)
+        model.to(self.device)
+        indptr, indices = train.to_csr()
+        sampler = BPRSampler(indptr, indices, train.n_items, seed=self.seed)
+        opt = OPTIMIZERS[self.optimizer_name](model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        history = History()
+        best_state: Optional[Dict[str, torch.Tensor]] = None
+        since_best = 0
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        bar = tqdm(range(self.epochs), desc=f"train {type(model).__name__}", disable=not show, leave=False)
+        for epoch in bar:
+            start = time.perf_counter()
+            model.train()
+            users, pos, neg = (torch.from_numpy(a).to(self.device) for a in sampler.epoch())
+            total, n = 0.0, users.shape[0]
+            for s in range(0, n, self.batch_size):
+                batch = {"user": users[s:s + self.batch_size], "pos": pos[s:s + self.batch_size],
+                         "neg": neg[s:s + self.batch_size]}
+                loss = self.loss_fn(model, batch)
+                if self.l2 > 0:
+                    loss = loss + self.l2 * model.l2_penalty(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * batch["user"].shape[0]
+            history.loss.append(total / n)
+            if not np.isfinite(history.loss[-1]):
+                raise FloatingPointError(f"training loss became {history.loss[-1]} at epoch {epoch}; lower lr")
+            metric = float("nan")
+            if validator is not None and (epoch + 1) % self.eval_every == 0:
+                model.eval()
+                with torch.no_grad():
+                    metric = float(validator(model))
+                if best_state is None or metric > history.best_metric:
+                    history.best_metric, history.best_epoch = metric, epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                    since_best = 0
+                else:
+                    since_best += self.eval_every
+            history.metric.append(metric)
+            history.seconds.append(time.perf_counter() - start)
+            bar.set_postfix(loss=f"{history.loss[-1]:.4f}", val=f"{metric:.4f}")
+            if self.patience is not None and best_state is not None and since_best >= self.patience:
+                history.stopped_early = True
+                break
+        bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            history.best_epoch = history.epochs - 1
+        model.eval()
+        return history

@@ -1,0 +1,164 @@
+// Masked top-k selection and target ranking over score tiles (CPU, OpenMP over rows).
+#include "select/topk.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#ifdef ADVREC_OPENMP
+#include <omp.h>
+#endif
+
+namespace advrec {
+
+int openmp_max_threads() {
+#ifdef ADVREC_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+namespace {
+
+struct Entry {
+  float val;
+  int64_t idx;
+};
+
+// "a ranks before b": higher score first, then the lower item index (same order as a stable
+// argsort of -scores).
+inline bool ranks_before(const Entry& a, const Entry& b) {
+  return a.val > b.val || (a.val == b.val && a.idx < b.idx);
+}
+
+// Marks the excluded items of one row in `mask` (value `bit`), or clears them again.
+inline void mark_row(std::vector<uint8_t>& mask, const int64_t* indptr, const int64_t* indices,
+                     int64_t row, uint8_t bit, bool set) {
+  for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
+    if (set) mask[indices[p]] |= bit;
+    else mask[indices[p]] &= static_cast<uint8_t>(~bit);
+  }
+}
+
+// Heap-based selection of the k best candidates of one row; the worst kept entry sits on top so
+// most items are rejected by a single comparison.
+// Returns false when the row holds a NaN (the caller raises).
+bool select_row(const float* s, int64_t n_items, int64_t k, const std::vector<uint8_t>& mask,
+                bool use_mask, std::vector<Entry>& heap, int64_t* out_idx, float* out_val) {
+  heap.clear();
+  bool finite_order = true;
+  for (int64_t j = 0; j < n_items; ++j) {
+    if (use_mask && mask[j]) continue;
+    Entry e{s[j], j};
+    if (e.val != e.val) {
+      finite_order = false;
+      continue;
+    }
+    if (static_cast<int64_t>(heap.size()) < k) {
+      heap.push_back(e);
+      std::push_heap(heap.begin(), heap.end(), ranks_before);
+    } else if (ranks_before(e, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), ranks_before);
+      heap.back() = e;
+      std::push_heap(heap.begin(), heap.end(), ranks_before);
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end(), ranks_before);  // best first
+  const int64_t m = static_cast<int64_t>(heap.size());
+  for (int64_t t = 0; t < k; ++t) {
+    if (t < m) {
+      out_idx[t] = heap[t].idx;
+      out_val[t] = heap[t].val;
+    } else {
+      out_idx[t] = -1;
+      out_val[t] = -std::numeric_limits<float>::infinity();
+    }
+  }
+  return finite_order;
+}
+
+}  // namespace
+
+bool topk_masked_cpu(const float* scores, int64_t rows, int64_t n_items, int64_t k,
+                     const int64_t* excl_indptr, const int64_t* excl_indices,
+                     const int64_t* excl_rows, int64_t* out_idx, float* out_val) {
+  if (rows == 0 || k == 0) return true;
+  bool ok = true;
+  const bool use_mask = excl_indptr != nullptr;
+#pragma omp parallel reduction(&& : ok)
+  {
+    std::vector<uint8_t> mask(use_mask ? n_items : 0, 0);
+    std::vector<Entry> heap;
+    heap.reserve(static_cast<size_t>(std::min(k, n_items)) + 1);
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t er = (use_mask && excl_rows) ? excl_rows[r] : r;
+      if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, true);
+      ok = select_row(scores + r * n_items, n_items, k, mask, use_mask, heap, out_idx + r * k,
+                      out_val + r * k) && ok;
+      if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, false);
+    }
+  }
+  return ok;
+}
+
+bool rank_targets_cpu(const float* scores, int64_t rows, int64_t n_items,
+                      const int64_t* tgt_indptr, const int64_t* tgt_indices,
+                      const int64_t* excl_indptr, const int64_t* excl_indices,
+                      const int64_t* excl_rows, int64_t* out_greater, int64_t* out_equal,
+                      int64_t* out_n_neg) {
+  if (rows == 0) return true;
+  const bool use_mask = excl_indptr != nullptr;
+  bool ok = true;
+#pragma omp parallel reduction(&& : ok)
+  {
+    std::vector<uint8_t> mask(n_items, 0);
+    std::vector<float> neg;
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* s = scores + r * n_items;
+      const int64_t er = (use_mask && excl_rows) ? excl_rows[r] : r;
+      if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, true);
+      mark_row(mask, tgt_indptr, tgt_indices, r, 2, true);
+      const int64_t t0 = tgt_indptr[r], t1 = tgt_indptr[r + 1];
+      for (int64_t j = 0; j < n_items; ++j) ok = ok && (s[j] == s[j]);
+      int64_t n_neg = 0;
+      if (t1 - t0 <= 4) {
+        // Few targets: one linear pass per target beats sorting the row.
+        for (int64_t j = 0; j < n_items; ++j) n_neg += mask[j] ? 0 : 1;
+        for (int64_t t = t0; t < t1; ++t) {
+          const float st = s[tgt_indices[t]];
+          int64_t gt = 0, eq = 0;
+          for (int64_t j = 0; j < n_items; ++j) {
+            if (mask[j]) continue;
+            gt += s[j] > st;
+            eq += s[j] == st;
+          }
+          out_greater[t] = gt;
+          out_equal[t] = eq;
+        }
+      } else {
+        neg.clear();
+        for (int64_t j = 0; j < n_items; ++j)
+          if (!mask[j]) neg.push_back(s[j]);
+        std::sort(neg.begin(), neg.end());
+        n_neg = static_cast<int64_t>(neg.size());
+        for (int64_t t = t0; t < t1; ++t) {
+          const float st = s[tgt_indices[t]];
+          auto lo = std::lower_bound(neg.begin(), neg.end(), st);
+          auto hi = std::upper_bound(neg.begin(), neg.end(), st);
+          out_greater[t] = static_cast<int64_t>(neg.end() - hi);
+          out_equal[t] = static_cast<int64_t>(hi - lo);
+        }
+      }
+      out_n_neg[r] = n_neg;
+      mark_row(mask, tgt_indptr, tgt_indices, r, 2, false);
+      if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, false);
+    }
+  }
+  return ok;
+}
+
+}  // namespace advrec
