@@ -14,7 +14,7 @@ import torch
 
 from . import _core
 
-__all__ = ["topk_scores_cuda", "MAX_K"]
+__all__ = ["topk_scores_cuda", "prepare", "Prepared", "MAX_K"]
 
 MAX_K = 1024  # advrec::cuda::kMaxTopK: the per-row selection buffer lives in shared memory
 

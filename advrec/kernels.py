@@ -41,10 +41,9 @@ def _is_tensor(x: object) -> bool:
 
 def _to_f32_matrix(x: ArrayLike, name: str) -> np.ndarray:
     if _is_tensor(x):
-        x = x.detach().to("cpu")
-        if x.dtype != torch.float32:
-            x = x.float()
-        x = x.numpy()
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must hold floating-point scores, got dtype {x.dtype}")
+        x = x.detach().to("cpu", torch.float32).numpy()
     if not isinstance(x, np.ndarray):
         raise ValueError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
     if x.ndim != 2:
@@ -65,10 +64,27 @@ def _to_i64_vector(x: ArrayLike, name: str) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int64)
 
 
+def _float_tensor(x: ArrayLike, name: str) -> "torch.Tensor":
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{name} must be a numpy array or torch tensor of floats: {err}") from None
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must hold floating-point values, got dtype {t.dtype}")
+    return t.float()
+
+
+def _float_matrix(x: ArrayLike, name: str) -> "torch.Tensor":
+    t = _float_tensor(x, name)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
+    return t
+
+
 def _csr_pair(csr: Optional[Sequence[ArrayLike]], name: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     if csr is None:
         return None, None
-    if len(csr) != 2:
+    if not isinstance(csr, (tuple, list)) or len(csr) != 2:
         raise ValueError(f"{name} must be a pair (indptr, indices)")
     return _to_i64_vector(csr[0], f"{name} indptr"), _to_i64_vector(csr[1], f"{name} indices")
 
@@ -148,25 +164,32 @@ def topk_dot(
     k = _check_k(k)
     if isinstance(tile_rows, bool) or not isinstance(tile_rows, (int, np.integer)) or tile_rows < 1:
         raise ValueError(f"tile_rows must be a positive int, got {tile_rows!r}")
-    U = torch.as_tensor(user_factors)
-    V = torch.as_tensor(item_factors)
-    if U.ndim != 2 or V.ndim != 2:
-        raise ValueError(f"user_factors and item_factors must be 2-D, got {tuple(U.shape)} and {tuple(V.shape)}")
+    U = _float_matrix(user_factors, "user_factors")
+    V = _float_matrix(item_factors, "item_factors")
     if U.shape[1] != V.shape[1]:
         raise ValueError(f"user_factors has {U.shape[1]} columns but item_factors has {V.shape[1]}")
     if U.device != V.device:
         raise ValueError("user_factors and item_factors must be on the same device")
-    U, V = U.float(), V.float()
     b = None
     if item_bias is not None:
-        b = torch.as_tensor(item_bias).float().to(V.device)
+        b = _float_tensor(item_bias, "item_bias").to(V.device)
         if b.shape != (V.shape[0],):
             raise ValueError(f"item_bias must have shape ({V.shape[0]},), got {tuple(b.shape)}")
     m = U.shape[0]
+    if exclude is None and rows is not None:
+        raise ValueError("rows is only meaningful with an exclusion CSR")
     r_all = np.arange(m, dtype=np.int64) if rows is None else _to_i64_vector(rows, "rows")
     if r_all.shape[0] != m:
         raise ValueError(f"rows must have one entry per user row ({m}), got {r_all.shape[0]}")
     on_gpu = U.is_cuda
+    if exclude is not None:
+        indptr, indices = _csr_pair(exclude, "exclude")
+        if rows is None and indptr.shape[0] - 1 != m:
+            raise ValueError(f"without rows, the exclusion CSR must have one row per user row ({m}), "
+                             f"got {indptr.shape[0] - 1}")
+        if on_gpu:  # upload once, not once per tile
+            indptr, indices = (torch.as_tensor(a, device=U.device) for a in (indptr, indices))
+        exclude = (indptr, indices)
     idx_parts, val_parts = [], []
     with torch.no_grad():
         Vt = V.t().contiguous()
@@ -175,13 +198,22 @@ def topk_dot(
             if b is not None:
                 tile += b
             r = r_all[start:start + tile_rows]
-            if exclude is None:
-                i, v = topk_scores(tile, k)
-            else:
-                i, v = topk_scores(tile, k, exclude, torch.as_tensor(r, device=tile.device) if on_gpu else r)
+            if on_gpu and exclude is not None:
+                r = torch.as_tensor(r, device=tile.device)
+            try:
+                i, v = topk_scores(tile, k, exclude, None if exclude is None else r)
+            except ValueError as err:
+                if "NaN" in str(err):
+                    raise ValueError(f"user_factors @ item_factors.T has NaN scores in users "
+                                     f"{start}..{start + tile.shape[0] - 1}") from None
+                raise
+            del tile  # free before the next product allocates: peak is one tile, not two
             idx_parts.append(i)
             val_parts.append(v)
     if on_gpu:
+        if not idx_parts:
+            return (torch.empty((0, k), dtype=torch.int64, device=U.device),
+                    torch.empty((0, k), dtype=torch.float32, device=U.device))
         return torch.cat(idx_parts), torch.cat(val_parts)
     if not idx_parts:
         return np.empty((0, k), np.int64), np.empty((0, k), np.float32)

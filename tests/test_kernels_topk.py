@@ -6,6 +6,7 @@ included. Integer-valued scores force ties; integer-valued factors keep topk_dot
 """
 from __future__ import annotations
 
+import zlib
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -117,7 +118,7 @@ KS = [0, 1, 3, 10, 64]
 @pytest.mark.parametrize("k", KS)
 @pytest.mark.parametrize("kind", ["ties", "normal", "inf"])
 def test_topk_matches_reference(shape, k, kind):
-    rng = np.random.default_rng(hash((shape, k, kind)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((shape, k, kind)).encode()))
     s = random_scores(rng, *shape, kind)
     assert_topk_equal(K.topk_scores(s, k), ref_topk(s, k))
 
@@ -331,6 +332,12 @@ def test_rank_targets_nan_raises():
         K.rank_targets(s, make_csr([[0]]))
 
 
+def test_rank_targets_nan_in_excluded_item_is_ignored():
+    s = np.array([[np.nan, 1, 2, 0.5]], np.float32)
+    g, e, n_neg = K.rank_targets(s, make_csr([[1]]), make_csr([[0]]))
+    assert g.tolist() == [1] and e.tolist() == [0] and n_neg.tolist() == [2]
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topk_problems(), st.data())
 def test_rank_targets_property(problem, data):
@@ -479,8 +486,8 @@ def test_rank_targets_bad_arguments(override, err, match):
 U3 = np.ones((3, 2), np.float32)
 V4 = np.ones((4, 2), np.float32)
 BAD_DOT = [
-    (dict(user_factors=np.ones(3, np.float32)), ValueError, "user_factors and item_factors must be 2-D"),
-    (dict(item_factors=np.ones((4, 2, 1), np.float32)), ValueError, "user_factors and item_factors must be 2-D"),
+    (dict(user_factors=np.ones(3, np.float32)), ValueError, "user_factors must be 2-D"),
+    (dict(item_factors=np.ones((4, 2, 1), np.float32)), ValueError, "item_factors must be 2-D"),
     (dict(user_factors=np.ones((3, 5), np.float32)), ValueError, "user_factors has 5 columns but item_factors has 2"),
     (dict(k=-3), ValueError, r"k must be >= 0"),
     (dict(k=2.5), ValueError, "k must be an int"),
@@ -505,10 +512,8 @@ def test_topk_dot_bad_arguments(override, err, match):
         K.topk_dot(**kw)
 
 
-# Bad arguments that currently escape as TypeError/RuntimeError or are silently accepted; the
-# fixes belong in advrec/kernels.py (reported to the lead). Non-strict xfail so they flip to
-# XPASS, not to a failure, once fixed.
-KNOWN_GAPS = [
+# Bad arguments that once escaped as TypeError/RuntimeError or were silently accepted.
+ARGUMENT_GAPS = [
     pytest.param(lambda: K.topk_scores(S, 2, 5), ValueError, "exclude must be a pair", id="exclude-not-a-sequence"),
     pytest.param(lambda: K.rank_targets(S, 3), ValueError, "targets must be a pair", id="targets-not-a-sequence"),
     pytest.param(lambda: K.topk_scores(torch.ones((2, 2), dtype=torch.int64), 1), ValueError,
@@ -520,14 +525,13 @@ KNOWN_GAPS = [
     pytest.param(lambda: K.topk_dot(U3, V4, 1, item_bias="abc"), ValueError, "item_bias", id="item-bias-str"),
     pytest.param(lambda: K.topk_dot(U3, V4, 1, rows=np.array([0, 1, 5])), ValueError,
                  "rows is only meaningful", id="dot-rows-without-exclude"),
-    # Today: IndexError about `rows`, an argument the caller never passed.
+    # Once an IndexError about `rows`, an argument the caller never passed.
     pytest.param(lambda: K.topk_dot(U3, V4, 1, make_csr([[0]])), ValueError, "without rows",
                  id="dot-exclude-row-count"),
 ]
 
 
-@pytest.mark.xfail(reason="argument check missing in advrec/kernels.py (reported)", strict=False)
-@pytest.mark.parametrize("call,err,match", KNOWN_GAPS)
-def test_known_argument_gaps(call, err, match):
+@pytest.mark.parametrize("call,err,match", ARGUMENT_GAPS)
+def test_argument_gaps_are_closed(call, err, match):
     with pytest.raises(err, match=match):
         call()

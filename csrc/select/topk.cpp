@@ -123,7 +123,9 @@ bool rank_targets_cpu(const float* scores, int64_t rows, int64_t n_items,
       if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, true);
       mark_row(mask, tgt_indptr, tgt_indices, r, 2, true);
       const int64_t t0 = tgt_indptr[r], t1 = tgt_indptr[r + 1];
-      for (int64_t j = 0; j < n_items; ++j) ok = ok && (s[j] == s[j]);
+      // Like topk_masked: a NaN counts only where the item takes part (not excluded).
+      for (int64_t j = 0; j < n_items; ++j)
+        if (!(mask[j] & 1) && s[j] != s[j]) ok = false;
       int64_t n_neg = 0;
       if (t1 - t0 <= 4) {
         // Few targets: one linear pass per target beats sorting the row.
