@@ -42,9 +42,8 @@ void check_ndim(const py::array& a, int ndim, const char* name) {
                    std::to_string(a.ndim()) + "-D");
 }
 
-// A CSR (indptr, indices) over `n_rows` rows whose indices lie in [0, n_cols).
-void check_csr(const I64& indptr, const I64& indices, int64_t n_rows, int64_t n_cols,
-               const char* name) {
+// The structure of a CSR (indptr, indices) over `n_rows` rows (-1: any number of rows).
+void check_csr_structure(const I64& indptr, const I64& indices, int64_t n_rows, const char* name) {
   check_ndim(indptr, 1, (std::string(name) + " indptr").c_str());
   check_ndim(indices, 1, (std::string(name) + " indices").c_str());
   if (n_rows >= 0 && indptr.shape(0) != n_rows + 1)
@@ -59,12 +58,24 @@ void check_csr(const I64& indptr, const I64& indices, int64_t n_rows, int64_t n_
   if (p[n - 1] != indices.shape(0))
     throw ArgError(std::string(name) + " indptr[-1] (" + std::to_string(p[n - 1]) +
                    ") must equal len(indices) (" + std::to_string(indices.shape(0)) + ")");
-  const int64_t* ix = indices.data();
-  for (int64_t i = 0; i < indices.shape(0); ++i)
-    if (ix[i] < 0 || ix[i] >= n_cols)
+}
+
+// Range check of the indices of CSR row `row`: only rows a kernel reads are checked, so a
+// tile of a large exclusion CSR costs the tile's entries, not the whole matrix.
+void check_csr_row(const int64_t* indptr, const int64_t* indices, int64_t row, int64_t n_cols,
+                   const char* name) {
+  for (int64_t i = indptr[row]; i < indptr[row + 1]; ++i)
+    if (indices[i] < 0 || indices[i] >= n_cols)
       throw IndexRangeError(std::string(name) + " indices[" + std::to_string(i) + "] = " +
-                            std::to_string(ix[i]) + " is outside [0, " + std::to_string(n_cols) +
-                            ")");
+                            std::to_string(indices[i]) + " is outside [0, " +
+                            std::to_string(n_cols) + ")");
+}
+
+void check_csr(const I64& indptr, const I64& indices, int64_t n_rows, int64_t n_cols,
+               const char* name) {
+  check_csr_structure(indptr, indices, n_rows, name);
+  for (int64_t r = 0; r + 1 < indptr.shape(0); ++r)
+    check_csr_row(indptr.data(), indices.data(), r, n_cols, name);
 }
 
 struct Exclusion {
@@ -86,7 +97,7 @@ Exclusion check_exclusion(const py::object& indptr, const py::object& indices,
   }
   ex.keep_indptr = as_array<int64_t>(indptr, "exclude_indptr", "int64");
   ex.keep_indices = as_array<int64_t>(indices, "exclude_indices", "int64");
-  check_csr(ex.keep_indptr, ex.keep_indices, -1, n_items, "exclude");
+  check_csr_structure(ex.keep_indptr, ex.keep_indices, -1, "exclude");
   const int64_t n_excl_rows = ex.keep_indptr.shape(0) - 1;
   ex.indptr = ex.keep_indptr.data();
   ex.indices = ex.keep_indices.data();
@@ -108,6 +119,8 @@ Exclusion check_exclusion(const py::object& indptr, const py::object& indices,
                               " rows");
     ex.rows = r;
   }
+  for (int64_t i = 0; i < n_tile_rows; ++i)
+    check_csr_row(ex.indptr, ex.indices, ex.rows ? ex.rows[i] : i, n_items, "exclude");
   return ex;
 }
 
