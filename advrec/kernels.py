@@ -10,7 +10,12 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+try:
+    from . import _core
+except ImportError as err:  # pragma: no cover - only in an unbuilt source tree
+    raise ImportError(
+        "advrec's compiled core (advrec._core) is missing: install the package with "
+        "'python -m pip install .', or build it in place (see docs/architecture.md)") from err
 
 try:  # torch is a dependency, but keep the core usable from plain numpy
     import torch

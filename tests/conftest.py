@@ -4,10 +4,28 @@
 find the source folder, which has no ``_core`` after a plain ``pip install .``. A developer who
 built the core in place (``advrec/_core*.so``) keeps testing the source tree.
 """
+import logging
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 if not any((ROOT / "advrec").glob("_core*")):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
+
+
+@pytest.fixture
+def reports():
+    """Messages the library reported to the user (the ``advrec`` logger does not propagate)."""
+    msgs: list[str] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            msgs.append(record.getMessage())
+
+    handler = Grab()
+    logging.getLogger("advrec").addHandler(handler)
+    yield msgs
+    logging.getLogger("advrec").removeHandler(handler)

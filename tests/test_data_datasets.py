@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import shutil
 import socket
 import subprocess
@@ -18,20 +17,6 @@ from advrec.data import datasets, fetch
 
 FIX = Path(__file__).parent / "fixtures"
 TINY_COUNTS = {"ratings": 4, "users": 3, "items": 3}  # the ml100k_* fixtures
-
-
-@pytest.fixture
-def reports():
-    msgs: list[str] = []
-
-    class Grab(logging.Handler):
-        def emit(self, record):
-            msgs.append(record.getMessage())
-
-    h = Grab()
-    logging.getLogger("advrec").addHandler(h)
-    yield msgs
-    logging.getLogger("advrec").removeHandler(h)
 
 
 @pytest.fixture

@@ -1,26 +1,11 @@
 """binarize / implicit / k_core / remap / deduplicate, and what they report."""
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 import pytest
 
 from advrec.data import Interactions, binarize, deduplicate, implicit, k_core, remap
-
-
-@pytest.fixture
-def reports():
-    msgs: list[str] = []
-
-    class Grab(logging.Handler):
-        def emit(self, record):
-            msgs.append(record.getMessage())
-
-    h = Grab()
-    logging.getLogger("advrec").addHandler(h)
-    yield msgs
-    logging.getLogger("advrec").removeHandler(h)
 
 
 def rated():

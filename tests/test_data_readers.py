@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import logging
 import shutil
 from pathlib import Path
 
@@ -13,20 +12,6 @@ from advrec.data import (FormatError, LibFMData, load_file, read_amazon, read_cs
                          read_libfm, read_ml1m, read_ml100k)
 
 FIX = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture
-def reports():
-    msgs: list[str] = []
-
-    class Grab(logging.Handler):
-        def emit(self, record):
-            msgs.append(record.getMessage())
-
-    h = Grab()
-    logging.getLogger("advrec").addHandler(h)
-    yield msgs
-    logging.getLogger("advrec").removeHandler(h)
 
 
 def raw(inter, k):

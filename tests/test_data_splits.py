@@ -1,7 +1,6 @@
 """leave_one_out and ratio_split: known answers, ties, reproducibility, no row lost."""
 from __future__ import annotations
 
-import logging
 from collections import Counter
 
 import numpy as np
@@ -10,20 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advrec.data import Interactions, leave_one_out, ratio_split
-
-
-@pytest.fixture
-def reports():
-    msgs: list[str] = []
-
-    class Grab(logging.Handler):
-        def emit(self, record):
-            msgs.append(record.getMessage())
-
-    h = Grab()
-    logging.getLogger("advrec").addHandler(h)
-    yield msgs
-    logging.getLogger("advrec").removeHandler(h)
 
 
 def rows(inter):

@@ -59,6 +59,13 @@ def test_early_stopping_restores_best_epoch():
     assert torch.equal(m.user_factors.detach(), snapshots[1])
 
 
+def test_threads_option_is_restored_after_fit():
+    train = _toy_interactions()
+    before = torch.get_num_threads()
+    Trainer(epochs=1, patience=None, threads=1, progress=False).fit(MF(train.n_users, train.n_items, dim=2), train)
+    assert torch.get_num_threads() == before
+
+
 def test_trainer_rejects_bad_arguments():
     with pytest.raises(ValueError, match="optimizer"):
         Trainer(optimizer="lbfgs")
@@ -68,6 +75,8 @@ def test_trainer_rejects_bad_arguments():
         Trainer(epochs=0)
     with pytest.raises(ValueError, match="patience"):
         Trainer(patience=0)
+    with pytest.raises(ValueError, match="threads"):
+        Trainer(threads=0)
     train = _toy_interactions()
     with pytest.raises(ValueError, match="built for"):
         Trainer(progress=False).fit(MF(3, 3, dim=2), train)

@@ -38,13 +38,16 @@ def evaluate(
     popularity: Optional[Any] = None,
     delta: Optional[dict] = None,
     progress: Optional[bool] = None,
+    auc: bool = True,
 ) -> EvalResult:
     """Evaluate ``model`` on the users that have at least one item in ``test``.
 
     ``exclude``: Interactions (e.g. train, valid) whose items are removed from a user's ranking;
     a test item that is also in ``exclude`` stays rankable for that user (counted in
     ``info["n_test_excluded_overlap"]``). ``k``: cut-offs. ``popularity``: training Interactions
-    for EPC/EFD (full protocol only; without it those two are not computed). ``delta``: passed to
+    for EPC/EFD (full protocol only; without it those two are not computed). ``auc=False`` skips
+    the AUC ranks of the full protocol (validation during training needs only top-K metrics).
+    ``delta``: passed to
     the model (perturbed evaluation). ``batch_size``: users per tile (full) or cases per tile
     (sampled). ``progress``: tqdm bar; None shows it only when stderr is a terminal.
 
@@ -72,7 +75,7 @@ def evaluate(
                "those items are kept rankable for their users")
     show = sys.stderr.isatty() if progress is None else bool(progress)
     if protocol == "full":
-        result = _full_ranking(model, test, test_csr, masked, ks, batch_size, popularity, delta, show)
+        result = _full_ranking(model, test, test_csr, masked, ks, batch_size, popularity, delta, show, auc)
     else:
         result = _sampled(model, test, test_csr, seen, ks, n_negatives, seed, batch_size, delta, show)
     result.info["n_test_excluded_overlap"] = n_overlap
@@ -146,7 +149,8 @@ def _scatter(n: int, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _full_ranking(model, test, test_csr, masked, ks, batch_size, popularity, delta, show) -> EvalResult:
+def _full_ranking(model, test, test_csr, masked, ks, batch_size, popularity, delta, show,
+                  auc: bool = True) -> EvalResult:
     from .. import kernels
 
     users = np.flatnonzero(np.diff(test_csr[0]) > 0).astype(np.int64)
@@ -162,20 +166,23 @@ def _full_ranking(model, test, test_csr, masked, ks, batch_size, popularity, del
             idx, _ = kernels.topk_scores(scores, big_k, exclude=masked, rows=tile)
             lo, hi = indptr[start], indptr[start + len(tile)]
             targets = (indptr[start:start + len(tile) + 1] - lo, items[lo:hi])
-            g, e, nn = kernels.rank_targets(scores, targets, exclude=masked, rows=tile)
             topk.append(np.asarray(idx, dtype=np.int64))
-            greater.append(g)
-            equal.append(e)
-            n_neg.append(nn)
+            if auc:
+                g, e, nn = kernels.rank_targets(scores, targets, exclude=masked, rows=tile)
+                greater.append(g)
+                equal.append(e)
+                n_neg.append(nn)
     topk_all = np.concatenate(topk) if topk else np.zeros((0, big_k), dtype=np.int64)
     cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)  # noqa: E731
 
     truth = (indptr, items)
     rows, acc = accuracy_metrics(topk_all, truth, ks)
     per_user = {name: _scatter(n, rows, v) for name, v in acc.items()}
-    rows, auc = auc_from_counts(cat(greater), cat(equal), cat(n_neg), indptr)
-    per_user["AUC"] = _scatter(n, rows, auc["AUC"])
-    info: dict[str, Any] = {"n_users_no_negative": int(n - len(rows))}
+    info: dict[str, Any] = {}
+    if auc:
+        rows, auc_values = auc_from_counts(cat(greater), cat(equal), cat(n_neg), indptr)
+        per_user["AUC"] = _scatter(n, rows, auc_values["AUC"])
+        info["n_users_no_negative"] = int(n - len(rows))
     if popularity is not None:
         counts = item_user_counts(popularity.to_csr(), test.n_items)
         rows, nov = novelty(topk_all, counts, popularity.n_users, ks, truth=truth)
@@ -188,7 +195,7 @@ def _full_ranking(model, test, test_csr, masked, ks, batch_size, popularity, del
         global_metrics[f"ItemCount@{kk}"] = float(count)
         global_metrics[f"Entropy@{kk}"] = shannon_entropy(topk_all, test.n_items, kk)
         global_metrics[f"Gini@{kk}"] = gini_index(topk_all, test.n_items, kk)
-    if info["n_users_no_negative"]:
+    if info.get("n_users_no_negative"):
         report(f"evaluate: {info['n_users_no_negative']} users have no candidate negative; their AUC is NaN")
     return EvalResult(users, per_user, global_metrics, topk_all, "full", info)
 

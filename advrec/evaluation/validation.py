@@ -11,14 +11,16 @@ from .protocols import evaluate
 
 def validator(valid: Any, exclude: Union[Any, Sequence[Any]] = (), metric: str = "nDCG@10",
               batch_size: int = 1024) -> Callable[[Any], float]:
-    """A ``model -> float`` callback: ``metric`` (higher is better) on ``valid``, full ranking."""
+    """A ``model -> float`` callback: a top-K ``metric`` (higher is better) on ``valid``, full
+    ranking; AUC ranks are skipped, since they are not needed and they cost time every epoch."""
     name, _, cut = metric.partition("@")
     if not cut.isdigit():
         raise ValueError(f"metric must look like 'nDCG@10', got {metric!r}")
     k = int(cut)
 
     def score(model: Any) -> float:
-        result = evaluate(model, valid, exclude=exclude, k=(k,), batch_size=batch_size, progress=False)
+        result = evaluate(model, valid, exclude=exclude, k=(k,), batch_size=batch_size, progress=False,
+                          auc=False)
         summary = result.summary()
         if metric not in summary:
             raise ValueError(f"metric {metric!r} is not computed; available: {sorted(summary)}")

@@ -23,7 +23,9 @@ METRIC_COLUMNS = ("HR@10", "nDCG@10", "Recall@10", "MRR@10", "AUC", "ItemCoverag
 
 @dataclass
 class BaselineConfig:
-    """Defaults chosen on the validation split (see README): Adam, lr 1e-3, per-batch L2 1e-4."""
+    """Defaults chosen on the validation split (see README): Adam, lr 1e-3, per-batch L2 1e-4,
+    early stopping on validation nDCG@20 with patience 40 (nDCG@10 of one held-out item per user
+    is too noisy to stop on). One torch thread: measured faster than two for a model this small."""
 
     dataset: str = "ml-100k"
     dim: int = 64
@@ -32,7 +34,9 @@ class BaselineConfig:
     l2: float = 1e-4
     batch_size: int = 2048
     epochs: int = 300
-    patience: int = 20
+    patience: int = 40
+    valid_metric: str = "nDCG@20"
+    threads: Optional[int] = 1
     seed: int = 0
     k: Tuple[int, ...] = (10,)
     sampled_negatives: Optional[int] = None  # also run the sampled protocol with this many negatives
@@ -76,9 +80,10 @@ def run_baseline(config: BaselineConfig = BaselineConfig()) -> BaselineResult:
 
     model = MF(inter.n_users, inter.n_items, dim=config.dim, init_std=config.init_std, seed=config.seed)
     trainer = Trainer(optimizer="adam", lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
-                      l2=config.l2, patience=config.patience, seed=config.seed, progress=config.progress)
+                      l2=config.l2, patience=config.patience, seed=config.seed, progress=config.progress,
+                      threads=config.threads)
     start = time.perf_counter()
-    history = trainer.fit(model, split.train, validator(split.valid, exclude=split.train))
+    history = trainer.fit(model, split.train, validator(split.valid, exclude=split.train, metric=config.valid_metric))
     out.train_seconds = time.perf_counter() - start
     out.best_epoch = history.best_epoch
     res = evaluate(model, split.test, exclude=seen, k=config.k, popularity=split.train, progress=False)

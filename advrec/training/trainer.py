@@ -67,6 +67,7 @@ class Trainer:
         device: str = "cpu",
         progress: Optional[bool] = None,
         loss_fn: LossFn = _default_loss,
+        threads: Optional[int] = None,
     ):
         if optimizer.lower() not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
@@ -80,6 +81,8 @@ class Trainer:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
         self.optimizer_name = optimizer.lower()
         self.lr, self.epochs, self.batch_size = float(lr), epochs, batch_size
         self.l2, self.weight_decay = float(l2), float(weight_decay)
@@ -87,9 +90,24 @@ class Trainer:
         self.device = torch.device(device)
         self.progress = progress
         self.loss_fn = loss_fn
+        self.threads = threads
 
     def fit(self, model: Recommender, train, validator: Optional[Validator] = None) -> History:
-        """Train ``model`` in place on ``train`` (an ``advrec.data.Interactions``)."""
+        """Train ``model`` in place on ``train`` (an ``advrec.data.Interactions``).
+
+        With ``threads`` set, torch's intra-op thread count is changed for the fit and restored
+        after: small embedding models are dominated by per-op overhead, where one thread is
+        faster than several.
+        """
+        previous_threads = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._fit(model, train, validator)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _fit(self, model: Recommender, train, validator: Optional[Validator]) -> History:
         if train.n_users != model.n_users or train.n_items != model.n_items:
             raise ValueError(f"train has {train.n_users} users x {train.n_items} items but the model "
                              f"was built for {model.n_users} x {model.n_items}")
