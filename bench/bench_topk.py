@@ -8,9 +8,12 @@ is needed; shapes and the number of excluded pairs mimic ML-100K.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 from typing import Callable, Tuple
 
 import numpy as np
@@ -134,8 +137,11 @@ def test_topk_dot_peak_memory(benchmark):
     n_users, n_items = 100_000, 50_000
 
     def run() -> dict:
+        # Import the same advrec this process benches (installed or in-place build).
+        env = dict(os.environ, PYTHONPATH=str(Path(K.__file__).resolve().parents[1]))
         out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(n_users), str(n_items),
-                              str(DIM), "20"], capture_output=True, text=True, check=True)
+                              str(DIM), "20"], capture_output=True, text=True, check=True,
+                             cwd=tempfile.gettempdir(), env=env)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     r = benchmark.pedantic(run, rounds=1, iterations=1)

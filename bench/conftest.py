@@ -6,12 +6,18 @@ numbers mean something across machines; absolute times are only printed alongsid
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 import pytest
+
+# As in tests/conftest.py: without an in-place build, bench the installed package, not ./advrec.
+_ROOT = Path(__file__).resolve().parents[1]
+if not any((_ROOT / "advrec").glob("_core*")):
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT]
 
 
 def pytest_configure(config: pytest.Config) -> None:
