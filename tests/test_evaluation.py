@@ -226,7 +226,7 @@ def test_sampled_reproducible_and_negatives_allowed():
     m1, m2, m3 = TableModel(table), TableModel(table), TableModel(table)
     a = evaluate(m1, test, seed=5, **kw)
     b = evaluate(m2, test, seed=5, **kw)
-    c = evaluate(m3, test, seed=6, **kw)
+    evaluate(m3, test, seed=6, **kw)
     for name in a.per_user:
         np.testing.assert_array_equal(a.per_user[name], b.per_user[name])
     items_a = np.concatenate([it for _, it in m1.scored_items])

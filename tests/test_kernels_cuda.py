@@ -7,7 +7,7 @@ so their parity with the CPU path (same exception type, same message) is tested 
 from __future__ import annotations
 
 import zlib
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -15,41 +15,9 @@ import torch
 
 from advrec import _cuda_dispatch as D
 from advrec import kernels as K
-
-CSR = Tuple[np.ndarray, np.ndarray]
+from kernel_cases import CSR, make_csr, random_exclusion, random_scores
 
 cuda = pytest.mark.skipif(not K.has_cuda(), reason="needs a CUDA build of advrec and a GPU")
-
-
-def make_csr(rows: Sequence[Sequence[int]]) -> CSR:
-    indptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
-    indices = np.array([i for r in rows for i in r], dtype=np.int64)
-    return indptr, indices
-
-
-def random_exclusion(rng: np.random.Generator, n_rows: int, n_items: int, max_len: int) -> CSR:
-    """Unsorted rows with duplicates, some rows empty."""
-    rows: List[List[int]] = []
-    for _ in range(n_rows):
-        m = int(rng.integers(0, max_len + 1)) if n_items else 0
-        row = rng.integers(0, n_items, size=m).tolist() if n_items else []
-        row += row[: len(row) // 4]
-        rng.shuffle(row)
-        rows.append(row)
-    return make_csr(rows)
-
-
-def scores_of(rng: np.random.Generator, b: int, n: int, kind: str) -> np.ndarray:
-    if kind == "ties":
-        return rng.integers(-3, 4, size=(b, n)).astype(np.float32)
-    if kind == "zeros":  # signed zeros must tie
-        return np.where(rng.random((b, n)) < 0.5, -0.0, 0.0).astype(np.float32)
-    if kind == "inf":
-        s = rng.integers(0, 2, size=(b, n)).astype(np.float32)
-        s[rng.random((b, n)) < 0.3] = -np.inf
-        s[rng.random((b, n)) < 0.05] = np.inf
-        return s
-    return rng.standard_normal((b, n)).astype(np.float32)
 
 
 def assert_same_as_cpu(scores: np.ndarray, k: int, exclude: Optional[CSR] = None,
@@ -81,7 +49,7 @@ SHAPES = [(0, 7), (3, 0), (1, 1), (5, 31), (9, 257), (64, 1682), (7, 5000)]
 @pytest.mark.parametrize("kind", ["ties", "normal", "inf", "zeros"])
 def test_cuda_topk_matches_cpu(shape, k, kind):
     rng = np.random.default_rng(zlib.crc32(repr((shape, k, kind)).encode()))
-    assert_same_as_cpu(scores_of(rng, *shape, kind), k)
+    assert_same_as_cpu(random_scores(rng, *shape, kind), k)
 
 
 @pytest.mark.cuda
@@ -91,7 +59,7 @@ def test_cuda_topk_matches_cpu(shape, k, kind):
 @pytest.mark.parametrize("csr_on_gpu", [False, True])
 def test_cuda_topk_exclusion_matches_cpu(shape, k, csr_on_gpu):
     rng = np.random.default_rng(shape[0] * 31 + shape[1] + k)
-    s = scores_of(rng, *shape, "ties")
+    s = random_scores(rng, *shape, "ties")
     ex = random_exclusion(rng, shape[0], shape[1], max_len=shape[1] + 3)
     assert_same_as_cpu(s, k, ex, csr_on_gpu=csr_on_gpu)
 
@@ -101,7 +69,7 @@ def test_cuda_topk_exclusion_matches_cpu(shape, k, csr_on_gpu):
 @pytest.mark.parametrize("rows_on_gpu", [False, True])
 def test_cuda_topk_rows_remap(rows_on_gpu):
     rng = np.random.default_rng(4)
-    s = scores_of(rng, 50, 700, "ties")
+    s = random_scores(rng, 50, 700, "ties")
     ex = random_exclusion(rng, 6, 700, max_len=700)
     rows = rng.integers(0, 6, size=50)
     assert_same_as_cpu(s, 16, ex, rows, rows_on_gpu=rows_on_gpu, csr_on_gpu=rows_on_gpu)

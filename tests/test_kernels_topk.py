@@ -7,7 +7,7 @@ included. Integer-valued scores force ties; integer-valued factors keep topk_dot
 from __future__ import annotations
 
 import zlib
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import pytest
@@ -16,18 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advrec import kernels as K
-
-CSR = Tuple[np.ndarray, np.ndarray]
+from kernel_cases import CSR, make_csr, random_exclusion, random_scores
 
 
 # ----------------------------------------------------------------------------- references
-
-def make_csr(rows: Sequence[Sequence[int]]) -> CSR:
-    """CSR (indptr, indices) int64 from a list of per-row item lists (kept as given)."""
-    indptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
-    indices = np.array([i for r in rows for i in r], dtype=np.int64)
-    return indptr, indices
-
 
 def csr_row(csr: Optional[CSR], r: int) -> np.ndarray:
     if csr is None:
@@ -81,31 +73,6 @@ def assert_topk_equal(got, want) -> None:
     assert gi.shape == wi.shape and gv.shape == wv.shape
     np.testing.assert_array_equal(gi, wi)
     np.testing.assert_array_equal(gv, wv)
-
-
-def random_exclusion(rng: np.random.Generator, n_rows: int, n_items: int, max_len: int,
-                     dups: bool = True) -> CSR:
-    """Unsorted per-row exclusion lists, with duplicates when asked."""
-    rows: List[List[int]] = []
-    for _ in range(n_rows):
-        m = int(rng.integers(0, max_len + 1)) if n_items else 0
-        row = rng.integers(0, n_items, size=m).tolist() if n_items else []
-        if dups and row:
-            row += row[: len(row) // 3]
-        rng.shuffle(row)
-        rows.append(row)
-    return make_csr(rows)
-
-
-def random_scores(rng: np.random.Generator, b: int, n: int, kind: str) -> np.ndarray:
-    if kind == "ties":
-        return rng.integers(-3, 4, size=(b, n)).astype(np.float32)
-    if kind == "inf":
-        s = rng.integers(0, 3, size=(b, n)).astype(np.float32)
-        s[rng.random((b, n)) < 0.3] = -np.inf
-        s[rng.random((b, n)) < 0.05] = np.inf
-        return s
-    return rng.standard_normal((b, n)).astype(np.float32)
 
 
 SHAPES = [(0, 0), (0, 5), (3, 0), (1, 1), (4, 7), (17, 40), (33, 257), (8, 1682)]

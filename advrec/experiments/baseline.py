@@ -11,7 +11,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 
 from .. import data as D
 from ..evaluation import evaluate, validator
@@ -25,7 +24,7 @@ METRIC_COLUMNS = ("HR@10", "nDCG@10", "Recall@10", "MRR@10", "AUC", "ItemCoverag
 class BaselineConfig:
     """Defaults chosen on the validation split (see README): Adam, lr 1e-3, per-batch L2 1e-4,
     early stopping on validation nDCG@20 with patience 40 (nDCG@10 of one held-out item per user
-    is too noisy to stop on). One torch thread: measured faster than two for a model this small."""
+    is too noisy to stop on). One torch thread: measured no slower than two for a model this small."""
 
     dataset: str = "ml-100k"
     dim: int = 64

@@ -52,6 +52,11 @@ class Recommender(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} defines no per-batch L2 penalty; "
                                   "use the optimizer's weight_decay instead")
 
+    def regularized_loss(self, batch: Batch, l2: float, delta: Delta = None) -> torch.Tensor:
+        """``loss + l2 * l2_penalty``; models override it to share the rows both terms gather."""
+        loss = self.loss(batch, delta)
+        return loss + l2 * self.l2_penalty(batch) if l2 > 0 else loss
+
     def config(self) -> dict:
         """Constructor arguments, enough to rebuild the model from a JSON checkpoint."""
         raise NotImplementedError

@@ -57,15 +57,28 @@ class MF(Recommender):
         return P[users] @ Q.t()
 
     def loss(self, batch: Batch, delta: Delta = None) -> torch.Tensor:
-        """BPR loss: mean of -log sigma(s(u, i) - s(u, j)); p_u is gathered once for both items."""
-        users = check_users(batch["user"], self.n_users)
-        pos = check_users(batch["pos"], self.n_items, "pos")
-        neg = check_users(batch["neg"], self.n_items, "neg")
-        P, Q = self._factors(delta)
-        margin = (P[users] * (Q[pos] - Q[neg])).sum(-1)
-        return F.softplus(-margin).mean()
+        """BPR loss: mean of -log sigma(s(u, i) - s(u, j))."""
+        return self.regularized_loss(batch, 0.0, delta)
 
     def l2_penalty(self, batch: Batch) -> torch.Tensor:
         u, i, j = batch["user"], batch["pos"], batch["neg"]
         return (self.user_factors[u].pow(2).sum() + self.item_factors[i].pow(2).sum()
                 + self.item_factors[j].pow(2).sum()) / u.shape[0]
+
+    def regularized_loss(self, batch: Batch, l2: float, delta: Delta = None) -> torch.Tensor:
+        """BPR loss plus ``l2 * l2_penalty``, gathering p_u, q_i, q_j once for both terms (the
+        penalty is on the unperturbed parameters, as in ``l2_penalty``)."""
+        users = check_users(batch["user"], self.n_users)
+        pos = check_users(batch["pos"], self.n_items, "pos")
+        neg = check_users(batch["neg"], self.n_items, "neg")
+        d = self.check_delta(delta)
+        pu, qi, qj = self.user_factors[users], self.item_factors[pos], self.item_factors[neg]
+        loss_pu, loss_qi, loss_qj = pu, qi, qj
+        if "user" in d:
+            loss_pu = pu + d["user"][users]
+        if "item" in d:
+            loss_qi, loss_qj = qi + d["item"][pos], qj + d["item"][neg]
+        loss = F.softplus(-(loss_pu * (loss_qi - loss_qj)).sum(-1)).mean()
+        if l2 > 0:
+            loss = loss + l2 * (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum()) / users.shape[0]
+        return loss

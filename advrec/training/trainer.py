@@ -40,15 +40,12 @@ class History:
         return float(sum(self.seconds))
 
 
-def _default_loss(model: Recommender, batch: Batch) -> torch.Tensor:
-    return model.loss(batch)
-
-
 class Trainer:
     """Trains a model on BPR triples drawn from the training interactions.
 
-    ``loss_fn(model, batch)`` is the hook for defenses (e.g. an adversarial regulariser adds
-    ``lambda * model.loss(batch, delta*)``); ``validator(model) -> float`` (higher is better)
+    The loss is ``model.regularized_loss(batch, l2)`` by default; ``loss_fn(model, batch)`` is
+    the hook for defenses (e.g. an adversarial regulariser adds ``lambda * model.loss(batch,
+    delta*)``), to which ``l2 * model.l2_penalty(batch)`` is added; ``validator(model) -> float`` (higher is better)
     drives early stopping: training stops after ``patience`` epochs without improvement and the
     best weights are restored. Same ``seed``, same numbers.
     """
@@ -66,7 +63,7 @@ class Trainer:
         seed: int = 0,
         device: str = "cpu",
         progress: Optional[bool] = None,
-        loss_fn: LossFn = _default_loss,
+        loss_fn: Optional[LossFn] = None,
         threads: Optional[int] = None,
     ):
         if optimizer.lower() not in OPTIMIZERS:
@@ -131,9 +128,12 @@ class Trainer:
             for s in range(0, n, self.batch_size):
                 batch = {"user": users[s:s + self.batch_size], "pos": pos[s:s + self.batch_size],
                          "neg": neg[s:s + self.batch_size]}
-                loss = self.loss_fn(model, batch)
-                if self.l2 > 0:
-                    loss = loss + self.l2 * model.l2_penalty(batch)
+                if self.loss_fn is None:
+                    loss = model.regularized_loss(batch, self.l2)
+                else:
+                    loss = self.loss_fn(model, batch)
+                    if self.l2 > 0:
+                        loss = loss + self.l2 * model.l2_penalty(batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
