@@ -1,10 +1,12 @@
-// The only file that includes pybind11: check arguments, release the GIL, call the kernel.
+// Module definition and the selection bindings: check arguments, release the GIL, call the kernel.
+// Other kernel families bind from their own bind_*.cpp files (see bind_util.h).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <string>
 
+#include "bind_util.h"
 #include "common.h"
 #include "select/topk.h"
 #ifdef ADVREC_WITH_CUDA
@@ -17,66 +19,7 @@ using advrec::IndexRangeError;
 
 namespace {
 
-using F32 = py::array_t<float, py::array::c_style>;
-using I64 = py::array_t<int64_t, py::array::c_style>;
-
-// Strict conversion: the Python wrappers cast; here a wrong dtype or layout is an error, never
-// a silent copy.
-template <typename T>
-py::array_t<T, py::array::c_style> as_array(const py::handle& obj, const char* name,
-                                            const char* dtype_name) {
-  if (!py::isinstance<py::array>(obj))
-    throw ArgError(std::string(name) + " must be a numpy array");
-  auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()))
-    throw ArgError(std::string(name) + " must have dtype " + dtype_name + ", got " +
-                   std::string(py::str(arr.dtype())));
-  if (!(arr.flags() & py::array::c_style))
-    throw ArgError(std::string(name) + " must be C-contiguous");
-  return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(arr);
-}
-
-void check_ndim(const py::array& a, int ndim, const char* name) {
-  if (a.ndim() != ndim)
-    throw ArgError(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
-                   std::to_string(a.ndim()) + "-D");
-}
-
-// The structure of a CSR (indptr, indices) over `n_rows` rows (-1: any number of rows).
-void check_csr_structure(const I64& indptr, const I64& indices, int64_t n_rows, const char* name) {
-  check_ndim(indptr, 1, (std::string(name) + " indptr").c_str());
-  check_ndim(indices, 1, (std::string(name) + " indices").c_str());
-  if (n_rows >= 0 && indptr.shape(0) != n_rows + 1)
-    throw ArgError(std::string(name) + " indptr must have length " + std::to_string(n_rows + 1) +
-                   ", got " + std::to_string(indptr.shape(0)));
-  if (indptr.shape(0) < 1) throw ArgError(std::string(name) + " indptr must not be empty");
-  const int64_t* p = indptr.data();
-  const int64_t n = indptr.shape(0);
-  if (p[0] != 0) throw ArgError(std::string(name) + " indptr must start at 0");
-  for (int64_t i = 1; i < n; ++i)
-    if (p[i] < p[i - 1]) throw ArgError(std::string(name) + " indptr must be non-decreasing");
-  if (p[n - 1] != indices.shape(0))
-    throw ArgError(std::string(name) + " indptr[-1] (" + std::to_string(p[n - 1]) +
-                   ") must equal len(indices) (" + std::to_string(indices.shape(0)) + ")");
-}
-
-// Range check of the indices of CSR row `row`: only rows a kernel reads are checked, so a
-// tile of a large exclusion CSR costs the tile's entries, not the whole matrix.
-void check_csr_row(const int64_t* indptr, const int64_t* indices, int64_t row, int64_t n_cols,
-                   const char* name) {
-  for (int64_t i = indptr[row]; i < indptr[row + 1]; ++i)
-    if (indices[i] < 0 || indices[i] >= n_cols)
-      throw IndexRangeError(std::string(name) + " indices[" + std::to_string(i) + "] = " +
-                            std::to_string(indices[i]) + " is outside [0, " +
-                            std::to_string(n_cols) + ")");
-}
-
-void check_csr(const I64& indptr, const I64& indices, int64_t n_rows, int64_t n_cols,
-               const char* name) {
-  check_csr_structure(indptr, indices, n_rows, name);
-  for (int64_t r = 0; r + 1 < indptr.shape(0); ++r)
-    check_csr_row(indptr.data(), indices.data(), r, n_cols, name);
-}
+using namespace advrec::bind;
 
 struct Exclusion {
   const int64_t* indptr = nullptr;
@@ -199,6 +142,7 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "advrec compiled core (C++17, optional CUDA); use advrec.kernels, not this module.";
+  advrec::bind::bind_certify(m);
   m.def("build_info", &build_info, "How the core was built: compiler, OpenMP, CUDA archs.");
   m.def("cuda_device_count", []() {
 #ifdef ADVREC_WITH_CUDA
@@ -233,5 +177,6 @@ PYBIND11_MODULE(_core, m) {
             reinterpret_cast<void*>(stream));
       },
       "GPU masked top-k on device pointers (internal; call advrec.kernels.topk_scores).");
+  advrec::bind::bind_certify_cuda(m);
 #endif
 }

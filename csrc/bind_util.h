@@ -1,0 +1,88 @@
+// Argument checks shared by the binding files (bindings.cpp, */bind_*.cpp): the only headers
+// besides those files that include pybind11. Every check names the argument it rejects.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common.h"
+
+namespace advrec {
+namespace bind {
+
+namespace py = pybind11;
+
+using advrec::ArgError;
+using advrec::IndexRangeError;
+using F64 = py::array_t<double, py::array::c_style>;
+using I32 = py::array_t<int32_t, py::array::c_style>;
+
+// Each kernel family binds its functions from its own file; bindings.cpp calls these.
+void bind_certify(py::module_& m);       // csrc/certify/bind_certify.cpp
+void bind_certify_cuda(py::module_& m);  // csrc/certify/bind_certify_cuda.cpp (CUDA builds only)
+
+using F32 = py::array_t<float, py::array::c_style>;
+using I64 = py::array_t<int64_t, py::array::c_style>;
+
+// Strict conversion: the Python wrappers cast; here a wrong dtype or layout is an error, never
+// a silent copy.
+template <typename T>
+py::array_t<T, py::array::c_style> as_array(const py::handle& obj, const char* name,
+                                            const char* dtype_name) {
+  if (!py::isinstance<py::array>(obj))
+    throw ArgError(std::string(name) + " must be a numpy array");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<T>()))
+    throw ArgError(std::string(name) + " must have dtype " + dtype_name + ", got " +
+                   std::string(py::str(arr.dtype())));
+  if (!(arr.flags() & py::array::c_style))
+    throw ArgError(std::string(name) + " must be C-contiguous");
+  return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(arr);
+}
+
+inline void check_ndim(const py::array& a, int ndim, const char* name) {
+  if (a.ndim() != ndim)
+    throw ArgError(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
+                   std::to_string(a.ndim()) + "-D");
+}
+
+// The structure of a CSR (indptr, indices) over `n_rows` rows (-1: any number of rows).
+inline void check_csr_structure(const I64& indptr, const I64& indices, int64_t n_rows, const char* name) {
+  check_ndim(indptr, 1, (std::string(name) + " indptr").c_str());
+  check_ndim(indices, 1, (std::string(name) + " indices").c_str());
+  if (n_rows >= 0 && indptr.shape(0) != n_rows + 1)
+    throw ArgError(std::string(name) + " indptr must have length " + std::to_string(n_rows + 1) +
+                   ", got " + std::to_string(indptr.shape(0)));
+  if (indptr.shape(0) < 1) throw ArgError(std::string(name) + " indptr must not be empty");
+  const int64_t* p = indptr.data();
+  const int64_t n = indptr.shape(0);
+  if (p[0] != 0) throw ArgError(std::string(name) + " indptr must start at 0");
+  for (int64_t i = 1; i < n; ++i)
+    if (p[i] < p[i - 1]) throw ArgError(std::string(name) + " indptr must be non-decreasing");
+  if (p[n - 1] != indices.shape(0))
+    throw ArgError(std::string(name) + " indptr[-1] (" + std::to_string(p[n - 1]) +
+                   ") must equal len(indices) (" + std::to_string(indices.shape(0)) + ")");
+}
+
+// Range check of the indices of CSR row `row`: only rows a kernel reads are checked, so a
+// tile of a large exclusion CSR costs the tile's entries, not the whole matrix.
+inline void check_csr_row(const int64_t* indptr, const int64_t* indices, int64_t row, int64_t n_cols,
+                   const char* name) {
+  for (int64_t i = indptr[row]; i < indptr[row + 1]; ++i)
+    if (indices[i] < 0 || indices[i] >= n_cols)
+      throw IndexRangeError(std::string(name) + " indices[" + std::to_string(i) + "] = " +
+                            std::to_string(indices[i]) + " is outside [0, " +
+                            std::to_string(n_cols) + ")");
+}
+
+inline void check_csr(const I64& indptr, const I64& indices, int64_t n_rows, int64_t n_cols,
+               const char* name) {
+  check_csr_structure(indptr, indices, n_rows, name);
+  for (int64_t r = 0; r + 1 < indptr.shape(0); ++r)
+    check_csr_row(indptr.data(), indices.data(), r, n_cols, name);
+}
+
+}  // namespace bind
+}  // namespace advrec
