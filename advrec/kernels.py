@@ -223,3 +223,11 @@ def topk_dot(
     if not idx_parts:
         return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
     return np.concatenate(idx_parts), np.concatenate(val_parts)
+
+
+# Kernel families with their own wrapper modules (each touches _core only through these).
+from ._kernels_pairs import *  # noqa: E402,F401,F403
+from ._kernels_certify import *  # noqa: E402,F401,F403
+from . import _kernels_certify as _kc, _kernels_pairs as _kp  # noqa: E402
+
+__all__ = __all__ + list(_kp.__all__) + list(_kc.__all__)

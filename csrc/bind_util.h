@@ -20,6 +20,7 @@ using F64 = py::array_t<double, py::array::c_style>;
 using I32 = py::array_t<int32_t, py::array::c_style>;
 
 // Each kernel family binds its functions from its own file; bindings.cpp calls these.
+void bind_pairs(py::module_& m);         // csrc/select/bind_pairs.cpp
 void bind_certify(py::module_& m);       // csrc/certify/bind_certify.cpp
 void bind_certify_cuda(py::module_& m);  // csrc/certify/bind_certify_cuda.cpp (CUDA builds only)
 
