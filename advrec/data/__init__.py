@@ -4,6 +4,7 @@ from __future__ import annotations
 from . import readers
 from ._parse import FormatError
 from .datasets import Dataset, available, load, load_file, register
+from .fields import Field, FieldEncoder, FMData, InstanceMatrix, Ragged, libfm_fm, ml100k_fm
 from .interactions import Interactions, exclusion_csr
 from .preprocess import binarize, deduplicate, implicit, k_core, remap
 from .readers import (LibFMData, read_amazon, read_csv, read_lastfm, read_libfm, read_ml1m,
@@ -17,4 +18,5 @@ __all__ = [
     "read_ml100k", "read_ml1m", "read_lastfm", "read_libfm", "read_amazon", "read_csv",
     "LibFMData", "FormatError", "binarize", "implicit", "k_core", "remap", "deduplicate",
     "leave_one_out", "ratio_split", "exclusion_csr",
+    "Field", "FieldEncoder", "FMData", "InstanceMatrix", "Ragged", "libfm_fm", "ml100k_fm",
 ]
