@@ -78,9 +78,8 @@ def gram_extremes(V: ArrayLike, n_pairs: int, n_row: int, *,
     ``V`` is ``[n, k]`` floating (numpy or a CPU torch tensor; used in float32, gradients are not
     tracked). ``G`` is computed in row blocks ``V[a:a+tile_rows] @ V[a:]ᵀ`` (default: a quarter
     of ``n``, at least 256 rows, and at most ~32 MB per block), so memory stays at one block
-    whatever ``n``. The result does not depend on
-    ``tile_rows`` or the thread count. A CUDA tensor goes to ``advrec._cuda_certify`` when that
-    path exists.
+    whatever ``n``. The result does not depend on ``tile_rows`` or the thread count. A CUDA
+    tensor goes to ``advrec._cuda_certify.gram_extremes_cuda`` when that path exists.
     """
     if torch is None:  # pragma: no cover
         raise RuntimeError("gram_extremes needs torch")
