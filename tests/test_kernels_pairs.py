@@ -339,15 +339,24 @@ def test_raw_kernel_rejects_bad_arguments(over, exc, match):
         _bad_call(**over)
 
 
-def test_raw_kernel_rejects_nan_and_leaves_state_untouched():
+@pytest.mark.parametrize("where", [(150, 20), (250, 280), (200, 200), (298, 299)])
+def test_raw_kernel_rejects_nan_and_leaves_state_untouched(where):
+    # Below the diagonal (ignored, still checked), late in the upper part (after rows that the
+    # kernel has already updated: they must be put back), on the diagonal, in the last row.
+    rng = np.random.default_rng(2)
+    V = int_factors(rng, 300, 4)
+    G = (V.astype(np.float64) @ V.T).astype(np.float32)
     state = fresh_state(300, 5, 2)
-    tile = np.ones((300, 300), np.float32)  # big enough for the parallel path
-    _core.gram_extremes_update(tile[:1], 0, 0, *state)
+    _core.gram_extremes_update(np.ascontiguousarray(G[:1]), 0, 0, *state)
     before = [a.copy() for a in state]
-    tile[150, 20] = np.nan  # below the diagonal, but in the tile
+    tile = np.ascontiguousarray(G[1:])  # 299 x 300: big enough for the parallel path
+    tile[where[0] - 1, where[1]] = np.nan
     with pytest.raises(ValueError, match="tile contains NaN"):
-        _core.gram_extremes_update(tile[1:], 1, 0, *state)
+        _core.gram_extremes_update(tile, 1, 0, *state)
     assert_equal_result(state, before)
+    for counts in [(0, 0), (3, 0), (0, 3)]:
+        with pytest.raises(ValueError, match="tile contains NaN"):
+            _core.gram_extremes_update(tile, 1, 0, *fresh_state(300, *counts))
     with pytest.raises(ValueError, match="tile contains NaN"):
         _bad_call(tile=np.array([[1.0, np.nan, 1.0], [1.0, 1.0, 1.0]], np.float32))
 

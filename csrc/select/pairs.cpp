@@ -2,9 +2,9 @@
 //
 // Almost every entry of a tile fails a cheap float threshold test, so the scans are blocks of
 // vectorisable comparisons; only entries that reach a threshold do exact (double, tie-aware)
-// work. Three passes over the tile, each parallel and write-disjoint:
-//   0. NaN check (nothing is written when the tile has one);
-//   1. over tile rows i: pair candidates into thread-local buffers, and row i's lists (partner j);
+// work. Two passes over the tile, each parallel and write-disjoint:
+//   1. over tile rows i: pair candidates into thread-local buffers, row i's lists (partner j),
+//      and the NaN check of the whole tile (a NaN puts back the rows written and stops);
 //   2. over chunks of tile columns j: row j's lists (partner i). Rows of pass 1 and columns of
 //      pass 2 may name the same row of G, hence the barrier between them.
 // Thread-local pair buffers are merged at the end under a total order, so the result is the same
@@ -169,9 +169,11 @@ void merge_pairs(double* val, int64_t* idx, int64_t m, const std::vector<PairSel
   }
 }
 
-// Bit b of the mask is set when x[b] reaches a filter (x[b] >= up or x[b] <= dn). Most blocks
-// reach neither: they cost one vectorised OR of comparisons; only the others build the mask,
-// which is then walked bit by bit, so an entry that fails both filters never reaches scalar code.
+// Bit b of the mask is set when x[b] reaches a filter (x[b] >= up or x[b] <= dn) or is NaN (the
+// tests are !(x < up) and !(x > dn), so a NaN is seen by the scan that reads it anyway). Most
+// blocks set no bit: they cost one vectorised OR of comparisons; only the others build the
+// mask, which is then walked bit by bit, so an entry that fails both filters never reaches
+// scalar code.
 inline uint32_t block_mask(const float* x, float up, float dn) {
   uint32_t mask = 0;
 #if defined(__SSE2__)
@@ -180,14 +182,15 @@ inline uint32_t block_mask(const float* x, float up, float dn) {
   __m128 any = _mm_setzero_ps();
   for (int b = 0; b < kBlock / 4; ++b) {
     const __m128 v = _mm_loadu_ps(x + 4 * b);
-    hit[b] = _mm_or_ps(_mm_cmpge_ps(v, u), _mm_cmple_ps(v, d));
+    hit[b] = _mm_or_ps(_mm_cmpnlt_ps(v, u), _mm_cmpngt_ps(v, d));
     any = _mm_or_ps(any, hit[b]);
   }
   if (_mm_movemask_ps(any) == 0) return 0;
   for (int b = 0; b < kBlock / 4; ++b)
     mask |= static_cast<uint32_t>(_mm_movemask_ps(hit[b])) << (4 * b);
 #else
-  for (int b = 0; b < kBlock; ++b) mask |= static_cast<uint32_t>((x[b] >= up) | (x[b] <= dn)) << b;
+  for (int b = 0; b < kBlock; ++b)
+    mask |= static_cast<uint32_t>(!(x[b] < up) | !(x[b] > dn)) << b;
 #endif
   return mask;
 }
@@ -199,8 +202,8 @@ inline uint32_t block_mask(const float* x, const float* up, const float* dn) {
   __m128 any = _mm_setzero_ps();
   for (int b = 0; b < kBlock / 4; ++b) {
     const __m128 v = _mm_loadu_ps(x + 4 * b);
-    hit[b] = _mm_or_ps(_mm_cmpge_ps(v, _mm_loadu_ps(up + 4 * b)),
-                       _mm_cmple_ps(v, _mm_loadu_ps(dn + 4 * b)));
+    hit[b] = _mm_or_ps(_mm_cmpnlt_ps(v, _mm_loadu_ps(up + 4 * b)),
+                       _mm_cmpngt_ps(v, _mm_loadu_ps(dn + 4 * b)));
     any = _mm_or_ps(any, hit[b]);
   }
   if (_mm_movemask_ps(any) == 0) return 0;
@@ -208,7 +211,7 @@ inline uint32_t block_mask(const float* x, const float* up, const float* dn) {
     mask |= static_cast<uint32_t>(_mm_movemask_ps(hit[b])) << (4 * b);
 #else
   for (int b = 0; b < kBlock; ++b)
-    mask |= static_cast<uint32_t>((x[b] >= up[b]) | (x[b] <= dn[b])) << b;
+    mask |= static_cast<uint32_t>(!(x[b] < up[b]) | !(x[b] > dn[b])) << b;
 #endif
   return mask;
 }
@@ -296,26 +299,27 @@ inline void scan_range(int64_t x0, int64_t w, MaskAt mask_at, Visit visit) {
   }
 }
 
+bool has_nan(const float* p, int64_t len) {
+  int64_t q = 0;
+#if defined(__SSE2__)
+  __m128 acc0 = _mm_setzero_ps(), acc1 = _mm_setzero_ps();
+  for (; q + 8 <= len; q += 8) {
+    const __m128 v0 = _mm_loadu_ps(p + q), v1 = _mm_loadu_ps(p + q + 4);
+    acc0 = _mm_or_ps(acc0, _mm_cmpunord_ps(v0, v0));
+    acc1 = _mm_or_ps(acc1, _mm_cmpunord_ps(v1, v1));
+  }
+  int bad = _mm_movemask_ps(_mm_or_ps(acc0, acc1));
+#else
+  int bad = 0;
+#endif
+  for (; q < len; ++q) bad |= (p[q] != p[q]);
+  return bad != 0;
+}
+
 bool tile_has_nan(const float* tile, int64_t r, int64_t c, bool parallel) {
   int bad = 0;
 #pragma omp parallel for reduction(| : bad) schedule(static) if (parallel)
-  for (int64_t a = 0; a < r; ++a) {
-    const float* p = tile + a * c;
-    int64_t q = 0;
-#if defined(__SSE2__)
-    __m128 acc0 = _mm_setzero_ps(), acc1 = _mm_setzero_ps();
-    for (; q + 8 <= c; q += 8) {
-      const __m128 v0 = _mm_loadu_ps(p + q), v1 = _mm_loadu_ps(p + q + 4);
-      acc0 = _mm_or_ps(acc0, _mm_cmpunord_ps(v0, v0));
-      acc1 = _mm_or_ps(acc1, _mm_cmpunord_ps(v1, v1));
-    }
-    int b = _mm_movemask_ps(_mm_or_ps(acc0, acc1));
-#else
-    int b = 0;
-#endif
-    for (; q < c; ++q) b |= (p[q] != p[q]);
-    bad |= b;
-  }
+  for (int64_t a = 0; a < r; ++a) bad |= has_nan(tile + a * c, c) ? 1 : 0;
   return bad != 0;
 }
 
@@ -325,9 +329,22 @@ bool gram_extremes_update_cpu(const float* tile, int64_t r, int64_t c, int64_t r
                               const GramState& s) {
   if (r <= 0 || c <= 0) return true;
   const bool parallel = r * c >= kParallelMin;
-  if (tile_has_nan(tile, r, c, parallel)) return false;
   const int64_t m = s.m, t = s.t;
-  if (m == 0 && t == 0) return true;
+  if (m == 0 && t == 0) return !tile_has_nan(tile, r, c, parallel);
+
+  // Pass 1 finds NaNs as it reads the tile, but writes the lists of the tile's rows before it
+  // has seen all of it: keep those rows to put back. Pair lists and pass 2 wait for its verdict.
+  const int64_t n_rows1 = std::max<int64_t>(0, std::min(r, col0 + c - row0));  // rows with j >= i
+  const size_t n_keep = static_cast<size_t>(n_rows1 * t);
+  double* const keep_dst_val[2] = {s.row_top_val + row0 * t, s.row_bot_val + row0 * t};
+  int64_t* const keep_dst_idx[2] = {s.row_top_idx + row0 * t, s.row_bot_idx + row0 * t};
+  std::vector<double> keep_val[2];
+  std::vector<int64_t> keep_idx[2];
+  for (int l = 0; l < 2; ++l) {
+    keep_val[l].assign(keep_dst_val[l], keep_dst_val[l] + n_keep);
+    keep_idx[l].assign(keep_dst_idx[l], keep_dst_idx[l] + n_keep);
+  }
+  int nan_found = 0;
 
   std::vector<PairSelect<true>> tops;  // one per thread, merged after the parallel region
   std::vector<PairSelect<false>> bots;
@@ -349,14 +366,21 @@ bool gram_extremes_update_cpu(const float* tile, int64_t r, int64_t c, int64_t r
     ptop.init(m, s.pair_top_val, s.pair_top_idx);
     pbot.init(m, s.pair_bot_val, s.pair_bot_idx);
 
-    // Pass 1: tile row a is G row i; entries j >= i.
-#pragma omp for schedule(dynamic, row_chunk)
+    // Pass 1: tile row a is G row i; entries j >= i. The ignored entries j < i are only checked
+    // for NaN; the others are checked by the scan.
+    bool my_nan = false;
+#pragma omp for schedule(dynamic, row_chunk) nowait
     for (int64_t a = 0; a < r; ++a) {
       const int64_t i = row0 + a;
       const float* tr = tile + a * c;
       int64_t q = std::max<int64_t>(i - col0, 0);
-      if (q >= c) continue;
+      if (has_nan(tr, std::min(q, c))) my_nan = true;
+      if (q >= c || my_nan) continue;
       if (col0 + q == i) {  // the diagonal entry: a pair (i, i), not a row partner
+        if (tr[q] != tr[q]) {
+          my_nan = true;
+          continue;
+        }
         ptop.offer(tr[q], i, i);
         pbot.offer(tr[q], i, i);
         ++q;
@@ -391,14 +415,24 @@ bool gram_extremes_update_cpu(const float* tile, int64_t r, int64_t c, int64_t r
           q, c, [&](int64_t base) { return block_mask(tr + base, up, dn); },
           [&](int64_t qq) {
             if (tr[qq] >= up || tr[qq] <= dn) exact(qq);  // the filters may have tightened
+            else if (tr[qq] != tr[qq]) my_nan = true;
           });
-    }  // implicit barrier: pass 2 may write rows that pass 1 wrote
+    }
+    if (my_nan) {
+#pragma omp atomic write
+      nan_found = 1;
+    }
+#pragma omp barrier
+    // Pass 2 may write rows that pass 1 wrote, hence the barrier; it is skipped after a NaN.
+    int skip_pass2;
+#pragma omp atomic read
+    skip_pass2 = nan_found;
 
     // Pass 2: tile column q is G row j; partners are the tile rows i < j. up/dn hold the float
     // filters of the chunk's rows, indexed by q - lo.
     std::vector<float> up(kColChunk), dn(kColChunk);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t ch = 0; ch < n_col_chunks; ++ch) {
+    for (int64_t ch = 0; ch < (skip_pass2 ? 0 : n_col_chunks); ++ch) {
       const int64_t lo = jb0 + ch * kColChunk, hi = std::min(lo + kColChunk, c);
       for (int64_t q = lo; q < hi; ++q) {
         const int64_t j = col0 + q;
@@ -432,6 +466,13 @@ bool gram_extremes_update_cpu(const float* tile, int64_t r, int64_t c, int64_t r
     }
   }
 
+  if (nan_found) {
+    for (int l = 0; l < 2; ++l) {
+      std::copy(keep_val[l].begin(), keep_val[l].end(), keep_dst_val[l]);
+      std::copy(keep_idx[l].begin(), keep_idx[l].end(), keep_dst_idx[l]);
+    }
+    return false;
+  }
   if (m > 0) {
     merge_pairs<true>(s.pair_top_val, s.pair_top_idx, m, tops);
     merge_pairs<false>(s.pair_bot_val, s.pair_bot_idx, m, bots);
