@@ -28,6 +28,8 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kUnit = 1.0 / 16777216.0;  // float32 unit roundoff, 2^-24
+// Branch and bound caches sigma G among its candidates up to this many (8 MiB per thread).
+constexpr int64_t kCacheMaxCandidates = 1024;
 
 inline int thread_id() {
 #ifdef ADVREC_OPENMP
@@ -76,10 +78,18 @@ inline double max_of(const double* v, int64_t len) {
   return std::max(std::max(m0, m1), std::max(m2, m3));
 }
 
+// Four independent chains (fixed order, so results do not depend on the machine).
 inline double dot(const double* a, const double* b, int64_t k) {
-  double acc = 0.0;
-  for (int64_t c = 0; c < k; ++c) acc += a[c] * b[c];
-  return acc;
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int64_t c = 0;
+  for (; c + 4 <= k; c += 4) {
+    s0 += a[c] * b[c];
+    s1 += a[c + 1] * b[c + 1];
+    s2 += a[c + 2] * b[c + 2];
+    s3 += a[c + 3] * b[c + 3];
+  }
+  for (; c < k; ++c) s0 += a[c] * b[c];
+  return (s0 + s1) + (s2 + s3);
 }
 
 // g = a + b, returning max(g).
@@ -355,7 +365,8 @@ struct Worker {
   TopSum ts;
   // Branch and bound.
   std::vector<int32_t> cpos, order;
-  std::vector<double> ca, ckey, mlev, frameF;
+  std::vector<double> ca, ckey, mlev, frameF, base, gcache;
+  std::vector<uint8_t> gcached;
   std::vector<int64_t> frameNext, chosen;
   // Flip sets found by this thread, concatenated.
   std::vector<int64_t> flips;
@@ -540,6 +551,34 @@ struct Worker {
     frameF.resize(static_cast<size_t>(depth + 1));
     frameNext.resize(static_cast<size_t>(depth + 1));
     chosen.resize(static_cast<size_t>(depth + 1));
+    // base[L * c + i] = a_i + R_i(r - 1) / 2 at depth L (r = q - L), in candidate order, so a
+    // node's bound is one contiguous pass over base + m.
+    base.resize(static_cast<size_t>(depth * c));
+    for (int64_t L = 0; L < depth; ++L) {
+      const double* Rr = &Rall[(q - 1 - L) * n];
+      for (int64_t i = 0; i < c; ++i) base[L * c + i] = ca[i] + 0.5 * Rr[cpos[i]];
+    }
+    // sigma G between candidates, in candidate order, one row at a time as the search needs
+    // it (each row from its diagonal on); only while c x c doubles stay small.
+    const bool cache = c <= kCacheMaxCandidates;
+    if (cache) {
+      gcache.resize(static_cast<size_t>(c * c));
+      gcached.assign(static_cast<size_t>(c), 0);
+    }
+    auto g_row = [&](int64_t i) -> const double* {
+      double* row = &gcache[i * c];
+      if (gcached[i]) return row;
+      const int64_t pi = cpos[i];
+      if (pr.gram) {
+        const float* g = pr.gram + pi * n;
+        for (int64_t l = i + 1; l < c; ++l) row[l] = sigma * static_cast<double>(g[cpos[l]]);
+      } else {
+        const double* vi = &sh.VP[pi * k];
+        for (int64_t l = i + 1; l < c; ++l) row[l] = sigma * dot(&sh.VP[cpos[l] * k], vi, k);
+      }
+      gcached[i] = 1;
+      return row;
+    };
 
     // Opens node S (|S| = L, children from s0); false when it is a leaf or pruned.
     auto open = [&](int64_t L, int64_t s0, double F, bool& out_of_budget) -> bool {
@@ -550,10 +589,8 @@ struct Worker {
         return false;
       }
       ++nodes;
-      const double* mL = &mlev[L * c];
-      const double* Rr = &Rall[(r - 1) * n];
       ts.reset(r);
-      for (int64_t i = s0; i < c; ++i) ts.push(ca[i] + mL[i] + 0.5 * Rr[cpos[i]]);
+      ts.push_all(&base[L * c + s0], &mlev[L * c + s0], c - s0);
       if (F + ts.sum() + tl < tau) return false;
       frameF[L] = F;
       frameNext[L] = s0;
@@ -580,14 +617,17 @@ struct Worker {
         return BnB::kFlipped;
       }
       if (q - L > 1 && i + 1 < c) {
-        double* mN = &mlev[(L + 1) * c];
-        const int64_t pi = cpos[i];
-        if (pr.gram) {
-          const float* g = pr.gram + pi * n;
-          for (int64_t l = i + 1; l < c; ++l) mN[l] = mL[l] + sigma * static_cast<double>(g[cpos[l]]);
+        double* __restrict mN = &mlev[(L + 1) * c];
+        const double* __restrict mP = mL;
+        if (cache) {
+          const double* __restrict row = g_row(i);
+          for (int64_t l = i + 1; l < c; ++l) mN[l] = mP[l] + row[l];
+        } else if (pr.gram) {
+          const float* g = pr.gram + cpos[i] * n;
+          for (int64_t l = i + 1; l < c; ++l) mN[l] = mP[l] + sigma * static_cast<double>(g[cpos[l]]);
         } else {
-          const double* vi = &sh.VP[pi * k];
-          for (int64_t l = i + 1; l < c; ++l) mN[l] = mL[l] + sigma * dot(&sh.VP[cpos[l] * k], vi, k);
+          const double* vi = &sh.VP[cpos[i] * k];
+          for (int64_t l = i + 1; l < c; ++l) mN[l] = mP[l] + sigma * dot(&sh.VP[cpos[l] * k], vi, k);
         }
         if (open(L + 1, i + 1, F2, oob)) ++L;
         else if (oob) return BnB::kUnknown;
