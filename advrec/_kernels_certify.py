@@ -1,4 +1,165 @@
-"""Wrappers of the FM certification kernels (re-exported by ``advrec.kernels``)."""
+"""Wrappers of the FM certification kernels (re-exported by ``advrec.kernels``).
+
+The mathematics is in ``docs/certify.md``. These wrappers turn numpy arrays and torch tensors
+into the strict dtypes the core takes (int64 CSR and feature ids, float32 model and BLAS
+inputs, float64 tables) and check the scalar arguments; the core checks shapes, CSR structure,
+index ranges and finiteness, and raises ``ValueError``/``IndexError`` naming the argument.
+"""
 from __future__ import annotations
 
-__all__: list = []
+from typing import NamedTuple, Optional, Union
+
+import numpy as np
+
+from . import _core
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore[assignment]
+
+__all__ = ["METHODS", "FMCertBatch", "fm_scores", "fm_certify_batch", "fm_max_q_batch"]
+
+METHODS = ("greedy", "paper", "joint", "best", "exact")
+
+ArrayLike = Union[np.ndarray, "torch.Tensor"]
+
+
+class FMCertBatch(NamedTuple):
+    """Per-instance certificates of one ``fm_certify_batch`` call.
+
+    ``status``: 1 robust, -1 non-robust (a verified flip set), 0 unknown. ``bound``: the sound
+    bound on the worst-case score change toward the other label (upper bound on max δ for
+    label -1, lower bound on min δ for label +1; NaN for ``greedy``). The flip set of row ``r``
+    is ``flips_indices[flips_indptr[r]:flips_indptr[r + 1]]`` (feature ids, ascending; empty
+    unless ``status[r] == -1``). ``nodes``: branch-and-bound nodes expanded (``exact`` only).
+    """
+
+    status: np.ndarray
+    score: np.ndarray
+    bound: np.ndarray
+    flips_indptr: np.ndarray
+    flips_indices: np.ndarray
+    nodes: np.ndarray
+
+
+def _numpy(x: object, name: str) -> np.ndarray:
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be array-like: {err}") from None
+
+
+def _ints(x: object, name: str) -> np.ndarray:
+    a = _numpy(x, name)
+    if a.size and (a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _floats(x: object, name: str, dtype: type) -> np.ndarray:
+    a = _numpy(x, name)
+    if a.size and (a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.floating)
+                                               or np.issubdtype(a.dtype, np.integer))):
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _int_arg(x: object, name: str, minimum: int) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise ValueError(f"{name} must be an int, got {type(x).__name__}")
+    if x < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {x}")
+    return int(x)
+
+
+def _w0(x: object) -> float:
+    if isinstance(x, bool):
+        raise ValueError("w0 must be a real number, got bool")
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"w0 must be a real number, got {type(x).__name__}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"w0 must be finite, got {v}")
+    return v
+
+
+def _method(method: object) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return str(method)
+
+
+def _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot, p, gram):
+    return (
+        _ints(indptr, "indptr"), _ints(indices, "indices"), _w0(w0),
+        _floats(w, "w", np.float32), _floats(V, "V", np.float32), _ints(perturbable, "perturbable"),
+        _floats(pair_top, "pair_top", np.float64), _floats(pair_bot, "pair_bot", np.float64),
+        _floats(row_top, "row_top", np.float64), _floats(row_bot, "row_bot", np.float64),
+        None if p is None else _floats(p, "p", np.float32),
+        None if gram is None else _floats(gram, "gram", np.float32),
+    )
+
+
+def fm_scores(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
+              V: ArrayLike) -> np.ndarray:
+    """Exact FM scores f(x) (paper eq. 2, self-interactions included) of CSR rows, float64 [m].
+
+    ``indptr``/``indices``: int64 CSR over ``d = len(w)`` features, each row strictly
+    increasing; ``w`` float32 [d]; ``V`` float32 [d, k]. Accumulated in double.
+    """
+    return _core.fm_scores(_ints(indptr, "indptr"), _ints(indices, "indices"), _w0(w0),
+                           _floats(w, "w", np.float32), _floats(V, "V", np.float32))
+
+
+def fm_certify_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
+                     V: ArrayLike, perturbable: ArrayLike, pair_top: ArrayLike,
+                     pair_bot: ArrayLike, row_top: ArrayLike, row_bot: ArrayLike, q: int,
+                     method: str = "best", *, p: Optional[ArrayLike] = None,
+                     gram: Optional[ArrayLike] = None,
+                     node_budget: int = 100_000) -> FMCertBatch:
+    """Certify each CSR row against flipping at most ``q`` perturbable features 0 -> 1.
+
+    ``perturbable``: sorted unique feature ids (the history field, n of them). ``pair_top`` /
+    ``pair_bot`` [M >= q(q+1)/2] and ``row_top`` / ``row_bot`` [n, t >= q-1]: the value arrays
+    of the per-model tables of ``G = V_P V_Pᵀ`` (docs/certify.md). ``p`` [m, n] float32: the
+    caller's BLAS ``w_P + s V_Pᵀ`` (None: computed here in double, exact but slower). ``gram``
+    [n, n] float32: ``V_P V_Pᵀ`` for the greedy and branch-and-bound updates (None: each needed
+    entry in double). ``method``: ``greedy`` (non-robust certificates only), ``paper``,
+    ``joint``, ``best`` (bound, then greedy) or ``exact`` (best, then branch and bound with
+    ``node_budget`` nodes per instance). At ``q = 0`` every row is robust with bound 0. For
+    ``exact`` the reported bound is the ``best`` one; the search may certify rows it does not
+    clear. Robust claims need the bound to clear a float32 tolerance (docs/certify.md); flip
+    sets are re-scored in double before they are returned.
+    """
+    q = _int_arg(q, "q", 0)
+    method = _method(method)
+    node_budget = _int_arg(node_budget, "node_budget", 1)
+    args = _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot,
+                   p, gram)
+    out = _core.fm_certify_batch(*args[:10], q, method, args[10], args[11], node_budget)
+    return FMCertBatch(*out)
+
+
+def fm_max_q_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
+                   V: ArrayLike, perturbable: ArrayLike, pair_top: ArrayLike,
+                   pair_bot: ArrayLike, row_top: ArrayLike, row_bot: ArrayLike, q_max: int,
+                   method: str = "best", *, p: Optional[ArrayLike] = None,
+                   gram: Optional[ArrayLike] = None, node_budget: int = 100_000) -> np.ndarray:
+    """Per row, the largest ``q <= q_max`` certified robust at every budget 1..q (int32 [m]).
+
+    Same arguments as :func:`fm_certify_batch` with tables sized for ``q_max``; ``method``
+    ``greedy`` is refused (it never certifies robustness). Its mean is the paper's avg-max q.
+    """
+    q_max = _int_arg(q_max, "q_max", 0)
+    method = _method(method)
+    if method == "greedy":
+        raise ValueError("method 'greedy' never certifies robustness, so it has no max_q; "
+                         "use 'paper', 'joint', 'best' or 'exact'")
+    node_budget = _int_arg(node_budget, "node_budget", 1)
+    args = _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot,
+                   p, gram)
+    return _core.fm_max_q_batch(*args[:10], q_max, method, args[10], args[11], node_budget)
