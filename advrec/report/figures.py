@@ -1,0 +1,93 @@
+"""PNG figures of experiment results (matplotlib, an optional extra: ``pip install "advrec[plot]"``).
+
+Every function takes plain numbers (what the JSON reports hold) and writes one PNG, so a figure
+can be redrawn from a saved report without re-running anything.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError('figures need matplotlib: pip install "advrec[plot]" '
+                          "(tables and JSON/Markdown reports work without it)") from err
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def line_chart(path: Path, x: Sequence[float], series: Mapping[str, Sequence[float]], *,
+               title: str, xlabel: str, ylabel: str, percent: bool = False) -> Path:
+    """One line per series over ``x`` (e.g. share certified robust vs budget q, per model)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=120)
+    for name, ys in series.items():
+        ys = [100 * v for v in ys] if percent else list(ys)
+        ax.plot(list(x), ys, marker="o", markersize=3, label=name)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel + (" (%)" if percent else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def stacked_shares(path: Path, x: Sequence[float], robust: Sequence[float],
+                   non_robust: Sequence[float], *, title: str, xlabel: str = "budget q") -> Path:
+    """Robust (bottom), unknown (middle, white) and non-robust (top) shares per budget (paper Fig. 6)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=120)
+    x = list(x)
+    r = [100 * v for v in robust]
+    nr = [100 * v for v in non_robust]
+    ax.fill_between(x, 0, r, color="tab:blue", alpha=0.8, label="certified robust")
+    ax.fill_between(x, [100 - v for v in nr], 100, color="tab:orange", alpha=0.8, label="certified non-robust")
+    ax.fill_between(x, r, [100 - v for v in nr], color="white", label="unknown")
+    ax.set_xlim(min(x), max(x))
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("instances (%)")
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequence[float]], *,
+                 title: str, xlabel: str, ylabel: str, percent: bool = True) -> Path:
+    """Bars per group, one colour per series (e.g. greedy vs random success rate per q)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=120)
+    n = max(len(series), 1)
+    width = 0.8 / n
+    for s, (name, ys) in enumerate(series.items()):
+        xs = [g + (s - (n - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, [100 * v for v in ys] if percent else list(ys), width=width, label=name)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(list(groups))
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel + (" (%)" if percent else ""))
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
