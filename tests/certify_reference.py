@@ -184,6 +184,19 @@ def ref_bounds(inst: Instance, tables: Tables, q: int) -> Dict[str, float]:
     return {"paper": float(paper), "joint": float(joint), "best": float(best)}
 
 
+def ref_square(inst: Instance, w, perturbable, q: int, beta: float) -> float:
+    """The square lower bound on min delta (label +1) at one beta, from the formula:
+    sum of the q smallest neg-(w_j + e_j/2 + (1 + beta) <v_j, s>) - beta^2 |s|^2 / 2."""
+    wP = np.asarray(w, np.float64)[np.asarray(perturbable)]
+    terms = sorted(wP[j] + 0.5 * inst.e[j] + (1 + beta) * (inst.p[j] - wP[j]) for j in inst.C)[:q]
+    return float(sum(min(t, 0.0) for t in terms) - 0.5 * beta ** 2 * inst.snorm ** 2)
+
+
+def ref_square_max(inst: Instance, w, perturbable, q: int) -> float:
+    """Its best value over beta in [-0.99, 0] on a fine grid (the kernel searches the same range)."""
+    return max(ref_square(inst, w, perturbable, q, b) for b in np.linspace(-0.99, 0.0, 1001))
+
+
 def certified_by_bound(inst: Instance, bound: float, tl: float) -> bool:
     return inst.f + bound <= -tl if inst.label == -1 else inst.f + bound > tl
 

@@ -27,6 +27,8 @@ namespace fmcert {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// Golden-section steps of the square bound's search over beta (the bracket shrinks 0.618x each).
+constexpr int kSquareIters = 14;
 constexpr double kUnit = 1.0 / 16777216.0;  // float32 unit roundoff, 2^-24
 // Branch and bound caches sigma G among its candidates up to this many (8 MiB per thread).
 constexpr int64_t kCacheMaxCandidates = 1024;
@@ -361,6 +363,7 @@ struct Worker {
   // Oriented p (sigma p_j on C, -inf on H): op from the caller's p when given (bounds and
   // greedy), opx always in double (branch and bound); greedy gains.
   std::vector<double> op, opx, og;
+  std::vector<double> sq;  // square-bound terms
   std::vector<int64_t> S;  // positions of the flip set found
   TopSum ts;
   // Branch and bound.
@@ -466,6 +469,40 @@ struct Worker {
     ts.reset(q);
     ts.push_all(op.data(), &sh.joint_add[sidx][(q - 1) * n], n);
     return ts.sum();
+  }
+  // Oriented square bound, label +1 only (docs/certify.md): for every beta,
+  // -delta(S) <= sum_S [beta w_j - e_j / 2 + (1 + beta) sigma p_j] + beta^2 |s|^2 / 2, from
+  // |u_S - beta s|^2 >= 0 with u_S = sum_S v_j. Convex in beta, so a golden-section search over
+  // [-0.99, 0] finds its minimum; every beta tried is sound, the smallest value is returned.
+  double square_bound(int64_t q) {
+    if (sidx != 1) return kInf;
+    if (sq.size() < static_cast<size_t>(n)) sq.resize(static_cast<size_t>(n));
+    auto at = [&](double beta) {
+      const double a = 1.0 + beta;
+      for (int64_t j = 0; j < n; ++j) sq[j] = a * op[j] + (beta * sh.wP[j] - 0.5 * sh.eP[j]);
+      ts.reset(q);
+      ts.push_all(sq.data(), nullptr, n);  // H holds -inf in op, so -inf here: never selected
+      return ts.sum() + 0.5 * beta * beta * snorm * snorm;
+    };
+    constexpr double kGolden = 0.6180339887498949;
+    double lo = -0.99, hi = 0.0;
+    double x1 = hi - kGolden * (hi - lo), x2 = lo + kGolden * (hi - lo);
+    double f1 = at(x1), f2 = at(x2);
+    double best = std::min({at(0.0), f1, f2});
+    for (int it = 0; it < kSquareIters; ++it) {
+      if (f1 <= f2) {
+        hi = x2; x2 = x1; f2 = f1;
+        x1 = hi - kGolden * (hi - lo);
+        f1 = at(x1);
+        best = std::min(best, f1);
+      } else {
+        lo = x1; x1 = x2; f1 = f2;
+        x2 = lo + kGolden * (hi - lo);
+        f2 = at(x2);
+        best = std::min(best, f2);
+      }
+    }
+    return best;
   }
   double oriented_bound(int64_t q, Method method) {
     switch (method) {
@@ -707,7 +744,9 @@ int64_t certify(const Problem& pr, int64_t q, Method method, int64_t node_budget
       }
       const double tl = wk.tol(q);
       if (method != Method::kGreedy) {
-        const double ob = wk.oriented_bound(q, method);
+        double ob = wk.oriented_bound(q, method);
+        if ((method == Method::kBest || method == Method::kExact) && !wk.clears(ob, tl))
+          ob = std::min(ob, wk.square_bound(q));  // only where the cheaper bounds fall short
         out.bound[r] = wk.sigma * ob;
         if (wk.clears(ob, tl)) {
           out.status[r] = 1;
@@ -750,6 +789,7 @@ int64_t max_q(const Problem& pr, int64_t q_max, Method method, int64_t node_budg
   int64_t bad_row = -1;
   const bool use_paper = method == Method::kPaper || method == Method::kBest || method == Method::kExact;
   const bool use_joint = method == Method::kJoint || method == Method::kBest || method == Method::kExact;
+  const bool use_square = method == Method::kBest || method == Method::kExact;
 
 #ifdef ADVREC_OPENMP
 #pragma omp parallel
@@ -786,6 +826,7 @@ int64_t max_q(const Problem& pr, int64_t q_max, Method method, int64_t node_budg
         double ob = kInf;
         if (use_paper) ob = paper_pre[q] + sh.pair_pre[wk.sidx][q];
         if (use_joint) ob = std::min(ob, wk.joint_bound(q));
+        if (use_square && !wk.clears(ob, tl)) ob = std::min(ob, wk.square_bound(q));
         if (!wk.clears(ob, tl)) {
           if (method != Method::kExact || wk.greedy(q, tl)) break;
           int64_t nodes = 0;
