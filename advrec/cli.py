@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("certify", help="train FM, RFM-1 and FM-RT on ML-100K and certify their robustness "
                                           "to injected interactions (Liu et al., SIGIR 2020)")
     cert.add_argument("--epochs", type=int, default=100, help="maximum FM/RFM epochs (early stopping decides)")
-    cert.add_argument("--rt-epochs", type=int, default=10, help="FM-RT epochs after the FM converged")
+    cert.add_argument("--rt-epochs", type=int, default=5, help="FM-RT epochs after the FM converged")
     cert.add_argument("--node-budget", type=int, default=20_000, help="branch-and-bound nodes per instance (exact)")
     cert.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     cert.add_argument("--quick", action="store_true", help="one FM-RT budget (q=2), q=1..4, exact on FM only")

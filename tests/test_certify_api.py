@@ -207,3 +207,26 @@ def test_bad_model_arguments(case):
     with pytest.raises(ValueError, match="w0"):
         FMCertifier(float("nan"), w, V, P)
     assert set(METHODS) == {"greedy", "paper", "joint", "best", "exact"}
+
+
+def test_device_argument(case):
+    w0, w, V, P, _, _ = case
+    with pytest.raises(ValueError, match="device"):
+        FMCertifier(w0, w, V, P, device="tpu")
+    if not __import__("advrec").kernels.has_cuda():
+        with pytest.raises(ValueError, match="CUDA"):
+            FMCertifier(w0, w, V, P, device="cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("advrec").kernels.has_cuda(), reason="needs a CUDA device")
+def test_cuda_certifier_matches_cpu(case):
+    """GPU tables and GPU greedy (re-scored on the CPU) agree with the CPU certifier."""
+    w0, w, V, P, indptr, indices = case
+    cpu, gpu = FMCertifier(w0, w, V, P), FMCertifier(w0, w, V, P, device="cuda")
+    for q in (1, 2, 3):
+        for method in ("greedy", "best"):
+            a = cpu.certify(indptr, indices, q, method)
+            b = gpu.certify(indptr, indices, q, method)
+            np.testing.assert_array_equal(a.status, b.status)
+            np.testing.assert_array_equal(a.flips_indices, b.flips_indices)

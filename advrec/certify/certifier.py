@@ -100,11 +100,14 @@ class FMCertifier:
     ``w0`` float, ``w`` float32 ``[d]``, ``V`` float32 ``[d, k]``, ``perturbable`` the feature ids
     (e.g. the history field) that may be flipped 0 -> 1. ``tile_rows`` instances are scored per
     BLAS product; ``gram_max_bytes`` caps the optional cached ``V_P V_Pᵀ`` that speeds the greedy
-    and branch-and-bound updates (none is kept when it would be larger).
+    and branch-and-bound updates (none is kept when it would be larger). With ``device="cuda"``
+    the per-tile product and the per-model tables run on the GPU, and ``method="greedy"`` runs
+    the CUDA greedy twin; its flips are re-scored in double on the CPU before they are claimed.
+    The bounds and the branch and bound run on the CPU either way.
     """
 
     def __init__(self, w0: float, w, V, perturbable, *, tile_rows: int = 2048,
-                 gram_max_bytes: int = 64 << 20):
+                 gram_max_bytes: int = 64 << 20, device: str = "cpu"):
         w = _float_array(w, "w", 1)
         V = _float_array(V, "V", 2)
         if V.shape[0] != w.shape[0]:
@@ -123,15 +126,23 @@ class FMCertifier:
             raise ValueError("perturbable must be sorted and without duplicates")
         if isinstance(tile_rows, bool) or not isinstance(tile_rows, int) or tile_rows < 1:
             raise ValueError(f"tile_rows must be a positive int, got {tile_rows!r}")
+        if str(device).split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not kernels.has_cuda():
+            raise ValueError("device='cuda' needs the CUDA build of advrec and a visible GPU "
+                             "(advrec.kernels.info() says what was built)")
         self.w0, self.w, self.V, self.perturbable = float(w0), w, V, P
         self.tile_rows = tile_rows
-        self._VP = torch.from_numpy(np.ascontiguousarray(V[P]))
-        self._wP = torch.from_numpy(np.ascontiguousarray(w[P]))
-        self._V64 = torch.from_numpy(V.astype(np.float64))
+        self._VP = torch.from_numpy(np.ascontiguousarray(V[P])).to(self.device)
+        self._wP = torch.from_numpy(np.ascontiguousarray(w[P])).to(self.device)
+        self._V64 = torch.from_numpy(V.astype(np.float64)).to(self.device)
+        self._position = np.full(len(w), -1, np.int64)
+        self._position[P] = np.arange(len(P))
         n = len(P)
         self._gram = None
         if 0 < n and n * n * 4 <= gram_max_bytes:
-            self._gram = np.ascontiguousarray((self._VP @ self._VP.T).numpy())
+            self._gram = np.ascontiguousarray((self._VP @ self._VP.T).cpu().numpy())
         self._tables: Optional[kernels.GramExtremes] = None
         self._tables_q = -1
 
@@ -163,8 +174,10 @@ class FMCertifier:
         indptr, indices = _as_csr(indptr, indices)
         return kernels.fm_scores(indptr, indices, self.w0, self.w, self.V)
 
-    def _p_tile(self, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """p = w_P + s V_Pᵀ for a tile of instances: s summed in double, the product by BLAS."""
+    def _p_tile(self, indptr: np.ndarray, indices: np.ndarray, on_device: bool = False):
+        """p = w_P + s V_Pᵀ for a tile of instances: s summed in double, the product by BLAS.
+
+        A numpy array, or with ``on_device`` a tensor left on the certifier's device."""
         m = len(indptr) - 1
         if m == 0 or self.n_perturbable == 0:
             return np.zeros((m, self.n_perturbable), np.float32)
@@ -172,9 +185,12 @@ class FMCertifier:
             bad = int(np.flatnonzero((indices < 0) | (indices >= self.n_features))[0])
             raise IndexError(f"indices[{bad}] = {indices[bad]} is outside [0, {self.n_features})")
         s = torch.nn.functional.embedding_bag(
-            torch.from_numpy(indices), self._V64, torch.from_numpy(indptr[:-1]), mode="sum")
+            torch.from_numpy(indices).to(self.device), self._V64,
+            torch.from_numpy(indptr[:-1]).to(self.device), mode="sum")
         p = torch.addmm(self._wP, s.to(torch.float32), self._VP.T)
-        return np.ascontiguousarray(p.numpy())
+        if on_device:
+            return p
+        return np.ascontiguousarray(p.cpu().numpy())
 
     def _tiles(self, indptr: np.ndarray, progress: Optional[bool], desc: str):
         m = len(indptr) - 1
@@ -188,8 +204,9 @@ class FMCertifier:
         """Certificates for budget ``q`` (every set of at most ``q`` flips) by ``method``.
 
         Methods: ``"greedy"`` (Alg. 1, non-robust certificates only), ``"paper"`` (§3.2 bound),
-        ``"joint"`` (per-item bound), ``"best"`` (tighter of the two), ``"exact"`` (best, then
-        branch and bound with ``node_budget`` nodes per instance). Every bound method also runs
+        ``"joint"`` (per-item bound), ``"best"`` (the tightest of paper, joint and, for label +1,
+        the square bound), ``"exact"`` (best, then branch and bound with ``node_budget`` nodes
+        per instance). The bounds are defined in docs/certify.md. Every bound method also runs
         greedy on the instances its bound does not certify, as the paper does.
         """
         method = _check_method(method)
@@ -200,11 +217,50 @@ class FMCertifier:
         for lo in self._tiles(indptr, progress, f"certify q={q} {method}"):
             hi = min(lo + self.tile_rows, len(indptr) - 1)
             ip, ix = _slice_csr(indptr, indices, lo, hi)
+            if method == "greedy" and self.device.type == "cuda" and q > 0:
+                parts.append(self._greedy_cuda(ip, ix, q))
+                continue
             parts.append(kernels.fm_certify_batch(
                 ip, ix, self.w0, self.w, self.V, self.perturbable, tables.pair_top_val,
                 tables.pair_bot_val, tables.row_top_val, tables.row_bot_val, q, method,
                 p=self._p_tile(ip, ix), gram=self._gram, node_budget=node_budget))
         return _concat(parts, q, method)
+
+    def _greedy_cuda(self, indptr: np.ndarray, indices: np.ndarray, q: int) -> "kernels.FMCertBatch":
+        """Greedy (Alg. 1) on the GPU for one tile; every claimed flip re-scored in double here."""
+        from .._cuda_certify import fm_greedy_cuda  # only with a GPU
+
+        dev = self.device
+        score = self.scores(indptr, indices)
+        pos = self._position[indices]
+        keep = pos >= 0
+        row_of = np.repeat(np.arange(len(score)), np.diff(indptr))
+        counts = np.bincount(row_of[keep], minlength=len(score))
+        hist_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
+        selected, _, flipped = fm_greedy_cuda(
+            self._p_tile(indptr, indices, on_device=True), t(hist_ptr), t(pos[keep]),
+            (self._VP.double() ** 2).sum(1).float(), self._VP,
+            t(np.where(score > 0, -1, 1).astype(np.int8)), t(-score), q)
+        selected, flipped = selected.cpu().numpy(), flipped.cpu().numpy()
+        status = np.zeros(len(score), np.int8)
+        flip_sets = [np.zeros(0, np.int64)] * len(score)
+        rows = np.flatnonzero(flipped)
+        if len(rows):
+            sets = [np.sort(self.perturbable[selected[r][selected[r] >= 0]]) for r in rows]
+            new_rows = [np.union1d(indices[indptr[r]:indptr[r + 1]], S) for r, S in zip(rows, sets)]
+            new_ptr = np.concatenate([[0], np.cumsum([len(x) for x in new_rows])]).astype(np.int64)
+            after = self.scores(new_ptr, np.concatenate(new_rows).astype(np.int64))
+            for r, S, f_new in zip(rows, sets, after):
+                if (f_new > 0) != (score[r] > 0):  # exact re-score confirms the flip
+                    status[r] = -1
+                    flip_sets[r] = S
+        lengths = np.array([len(S) for S in flip_sets], np.int64)
+        return kernels.FMCertBatch(
+            status=status, score=score, bound=np.full(len(score), np.nan),
+            flips_indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            flips_indices=np.concatenate(flip_sets).astype(np.int64) if len(score) else np.zeros(0, np.int64),
+            nodes=np.zeros(len(score), np.int64))
 
     def max_q(self, indptr, indices, q_max: int, method: str = "best", *, node_budget: int = 100_000,
               progress: Optional[bool] = None) -> np.ndarray:
