@@ -7,7 +7,7 @@ index ranges and finiteness, and raises ``ValueError``/``IndexError`` naming the
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 
-__all__ = ["METHODS", "FMCertBatch", "fm_scores", "fm_certify_batch", "fm_max_q_batch"]
+__all__ = ["METHODS", "FMCertBatch", "fm_scores", "fm_scores_sums", "fm_certify_batch", "fm_max_q_batch"]
 
 METHODS = ("greedy", "paper", "joint", "best", "exact")
 
@@ -113,6 +113,14 @@ def fm_scores(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
     """
     return _core.fm_scores(_ints(indptr, "indptr"), _ints(indices, "indices"), _w0(w0),
                            _floats(w, "w", np.float32), _floats(V, "V", np.float32))
+
+
+def fm_scores_sums(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
+                   V: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
+    """``fm_scores`` plus each row's ``s = Σ_{i∈x} v_i`` (summed in double, returned float32
+    ``[m, k]``), in one pass: the certifier's BLAS product ``p = w_P + s V_Pᵀ`` starts from it."""
+    return _core.fm_scores_sums(_ints(indptr, "indptr"), _ints(indices, "indices"), _w0(w0),
+                                _floats(w, "w", np.float32), _floats(V, "V", np.float32))
 
 
 def fm_certify_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,

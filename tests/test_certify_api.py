@@ -230,3 +230,27 @@ def test_cuda_certifier_matches_cpu(case):
             b = gpu.certify(indptr, indices, q, method)
             np.testing.assert_array_equal(a.status, b.status)
             np.testing.assert_array_equal(a.flips_indices, b.flips_indices)
+
+
+def test_certify_budgets_equals_one_call_per_budget(case):
+    w0, w, V, P, indptr, indices = case
+    cert = FMCertifier(w0, w, V, P, tile_rows=9)
+    many = cert.certify_budgets(indptr, indices, [3, 1, 2, 2], "best")
+    assert sorted(many) == [1, 2, 3]
+    for q, r in many.items():
+        one = cert.certify(indptr, indices, q, "best")
+        np.testing.assert_array_equal(r.status, one.status)
+        np.testing.assert_array_equal(r.bound, one.bound)
+        np.testing.assert_array_equal(r.flips_indices, one.flips_indices)
+        assert r.q == q
+
+
+def test_scores_and_sums_kernel(case):
+    from advrec import kernels
+    w0, w, V, P, indptr, indices = case
+    f, s = kernels.fm_scores_sums(indptr, indices, w0, w, V)
+    np.testing.assert_array_equal(f, kernels.fm_scores(indptr, indices, w0, w, V))
+    want = np.stack([V[indices[indptr[i]:indptr[i + 1]]].astype(np.float64).sum(0)
+                     for i in range(len(indptr) - 1)])
+    assert s.dtype == np.float32 and s.shape == want.shape
+    np.testing.assert_allclose(s, want, rtol=1e-6, atol=1e-6)

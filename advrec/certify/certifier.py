@@ -184,10 +184,13 @@ class FMCertifier:
         if len(indices) and (indices.min() < 0 or indices.max() >= self.n_features):
             bad = int(np.flatnonzero((indices < 0) | (indices >= self.n_features))[0])
             raise IndexError(f"indices[{bad}] = {indices[bad]} is outside [0, {self.n_features})")
-        s = torch.nn.functional.embedding_bag(
-            torch.from_numpy(indices).to(self.device), self._V64,
-            torch.from_numpy(indptr[:-1]).to(self.device), mode="sum")
-        p = torch.addmm(self._wP, s.to(torch.float32), self._VP.T)
+        if self.device.type == "cpu":  # s summed in double by the core, one pass
+            s = torch.from_numpy(kernels.fm_scores_sums(indptr, indices, self.w0, self.w, self.V)[1])
+        else:
+            s = torch.nn.functional.embedding_bag(
+                torch.from_numpy(indices).to(self.device), self._V64,
+                torch.from_numpy(indptr[:-1]).to(self.device), mode="sum").to(torch.float32)
+        p = torch.addmm(self._wP, s, self._VP.T)
         if on_device:
             return p
         return np.ascontiguousarray(p.cpu().numpy())
@@ -209,22 +212,31 @@ class FMCertifier:
         per instance). The bounds are defined in docs/certify.md. Every bound method also runs
         greedy on the instances its bound does not certify, as the paper does.
         """
+        return self.certify_budgets(indptr, indices, [q], method, node_budget=node_budget,
+                                    progress=progress)[_check_q(q)]
+
+    def certify_budgets(self, indptr, indices, qs: Sequence[int], method: str = "best", *,
+                        node_budget: int = 100_000, progress: Optional[bool] = None) -> Dict[int, CertResult]:
+        """``certify`` at several budgets (the curves of the paper's Figures 4-6): each tile's
+        BLAS product is computed once and reused for every budget. Returns ``{q: CertResult}``."""
         method = _check_method(method)
-        q = _check_q(q)
+        qs = sorted({_check_q(q) for q in qs})
         indptr, indices = _as_csr(indptr, indices)
-        tables = self.tables(q)
-        parts = []
-        for lo in self._tiles(indptr, progress, f"certify q={q} {method}"):
+        tables = self.tables(max(qs, default=1))
+        parts: Dict[int, list] = {q: [] for q in qs}
+        for lo in self._tiles(indptr, progress, f"certify q={','.join(map(str, qs))} {method}"):
             hi = min(lo + self.tile_rows, len(indptr) - 1)
             ip, ix = _slice_csr(indptr, indices, lo, hi)
-            if method == "greedy" and self.device.type == "cuda" and q > 0:
-                parts.append(self._greedy_cuda(ip, ix, q))
-                continue
-            parts.append(kernels.fm_certify_batch(
-                ip, ix, self.w0, self.w, self.V, self.perturbable, tables.pair_top_val,
-                tables.pair_bot_val, tables.row_top_val, tables.row_bot_val, q, method,
-                p=self._p_tile(ip, ix), gram=self._gram, node_budget=node_budget))
-        return _concat(parts, q, method)
+            p = self._p_tile(ip, ix) if qs else None
+            for q in qs:
+                if method == "greedy" and self.device.type == "cuda" and q > 0:
+                    parts[q].append(self._greedy_cuda(ip, ix, q))
+                    continue
+                parts[q].append(kernels.fm_certify_batch(
+                    ip, ix, self.w0, self.w, self.V, self.perturbable, tables.pair_top_val,
+                    tables.pair_bot_val, tables.row_top_val, tables.row_bot_val, q, method,
+                    p=p, gram=self._gram, node_budget=node_budget))
+        return {q: _concat(parts[q], q, method) for q in qs}
 
     def _greedy_cuda(self, indptr: np.ndarray, indices: np.ndarray, q: int) -> "kernels.FMCertBatch":
         """Greedy (Alg. 1) on the GPU for one tile; every claimed flip re-scored in double here."""

@@ -116,13 +116,15 @@ def evaluate_models(config: FMCertifyConfig, data, models: Dict[str, object],
         for method in config.methods:
             if method == "exact" and name not in config.exact_models:
                 continue
-            for q in config.eval_qs:
-                r = cert.certify(test.indptr, test.indices, q, method, node_budget=config.node_budget,
-                                 progress=config.progress)
+            by_q = cert.certify_budgets(test.indptr, test.indices, config.eval_qs, method,
+                                        node_budget=config.node_budget, progress=config.progress)
+            for q, r in by_q.items():
                 result.shares.append({"model": name, "method": method, "q": q, **r.fractions(),
                                       "nodes": int(r.nodes.sum())})
+        greedy_by_q = cert.certify_budgets(test.indptr, test.indices, config.attack_qs, "greedy",
+                                           progress=config.progress)
         for q in config.attack_qs:
-            greedy = cert.certify(test.indptr, test.indices, q, "greedy", progress=config.progress)
+            greedy = greedy_by_q[q]
             rand = cert.random_injection(test.indptr, test.indices, q, seed=config.seed)
             result.attacks.append({"model": name, "q": q, "greedy": float(np.mean(greedy.status == -1)),
                                    "random": float(rand.mean())})

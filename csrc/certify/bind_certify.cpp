@@ -284,9 +284,26 @@ F64 fm_scores(const py::object& indptr, const py::object& indices, double w0,
   return out;
 }
 
+py::tuple fm_scores_sums(const py::object& indptr, const py::object& indices, double w0,
+                         const py::object& w, const py::object& V) {
+  Args a;
+  check_model(a, w0, w, V);
+  check_instances(a, indptr, indices);
+  F64 out(a.pr.m);
+  F32 sums({a.pr.m, a.pr.k});
+  {
+    py::gil_scoped_release release;
+    advrec::fmcert::scores(a.pr, out.mutable_data(), sums.mutable_data());
+  }
+  return py::make_tuple(out, sums);
+}
+
 }  // namespace
 
 void bind_certify(py::module_& m) {
+  m.def("fm_scores_sums", &fm_scores_sums, py::arg("indptr"), py::arg("indices"), py::arg("w0"),
+        py::arg("w"), py::arg("V"),
+        "FM scores f(x) (double) and instance sums s (summed in double, float32 [m, k]).");
   m.def("fm_scores", &fm_scores, py::arg("indptr"), py::arg("indices"), py::arg("w0"),
         py::arg("w"), py::arg("V"), "FM scores f(x) of CSR rows, accumulated in double.");
   m.def("fm_certify_batch", &fm_certify_batch, py::arg("indptr"), py::arg("indices"),

@@ -685,7 +685,7 @@ bool uses_tables(Method m) { return m != Method::kGreedy; }
 
 }  // namespace
 
-void scores(const Problem& pr, double* out) {
+void scores(const Problem& pr, double* out, float* sums) {
   Shared sh(pr, 0);
 #ifdef ADVREC_OPENMP
 #pragma omp parallel
@@ -698,6 +698,8 @@ void scores(const Problem& pr, double* out) {
     for (int64_t r = 0; r < pr.m; ++r) {
       wk.begin(r);
       out[r] = wk.f;
+      if (sums)
+        for (int64_t c = 0; c < pr.k; ++c) sums[r * pr.k + c] = static_cast<float>(wk.s[c]);
       wk.end();
     }
   }

@@ -45,8 +45,9 @@ struct CertifyOut {
   std::vector<int64_t> flips_indices;
 };
 
-// f(x) per row, accumulated in double.
-void scores(const Problem& pr, double* out);
+// f(x) per row, accumulated in double; with `sums`, also s = sum of the row's v_i (summed in
+// double, stored as float32 [m, k]) for the caller's BLAS product p = w_P + s V_P^T.
+void scores(const Problem& pr, double* out, float* sums = nullptr);
 
 // Certifies every row at budget q. Returns -1, or the first row of p holding a non-finite
 // value (the outputs are then incomplete and the caller raises).
