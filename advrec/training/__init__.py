@@ -1,8 +1,9 @@
 """Training loop and defenses."""
 from .checkpoint import load_checkpoint, save_checkpoint
 from .classifier import ClassifierHistory, ClassifierTrainer, accuracy, evaluate, predict
+from .fm_robust import FMRobustLoss
 from .rfm import rfm_loss
 from .trainer import History, Trainer
 
 __all__ = ["Trainer", "History", "save_checkpoint", "load_checkpoint", "ClassifierTrainer",
-           "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss"]
+           "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss", "FMRobustLoss"]
