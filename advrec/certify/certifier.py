@@ -136,7 +136,8 @@ class FMCertifier:
         self.tile_rows = tile_rows
         self._VP = torch.from_numpy(np.ascontiguousarray(V[P])).to(self.device)
         self._wP = torch.from_numpy(np.ascontiguousarray(w[P])).to(self.device)
-        self._V64 = torch.from_numpy(V.astype(np.float64)).to(self.device)
+        # s is summed in double by the core on the CPU; on a GPU by embedding_bag over this copy.
+        self._V64 = torch.from_numpy(V.astype(np.float64)).to(self.device) if self.device.type == "cuda" else None
         self._position = np.full(len(w), -1, np.int64)
         self._position[P] = np.arange(len(P))
         n = len(P)
