@@ -1,5 +1,17 @@
 """Evaluation: ranking protocols, the EvalResult they return, and user/item groups for slicing."""
-from .groups import HEAD, TAIL, exposure_by_group, items_by_popularity, users_by_activity
+from .groups import (
+    HEAD,
+    TAIL,
+    Groups,
+    attribute_groups,
+    exposure_by_group,
+    item_popularity_groups,
+    items_by_popularity,
+    quantile_groups,
+    user_activity_groups,
+    user_gender_groups,
+    users_by_activity,
+)
 from .protocols import PROTOCOLS, evaluate, sample_negatives
 from .result import EvalResult
 from .validation import validator
@@ -9,10 +21,16 @@ __all__ = [
     "PROTOCOLS",
     "TAIL",
     "EvalResult",
+    "Groups",
+    "attribute_groups",
     "evaluate",
     "exposure_by_group",
+    "item_popularity_groups",
     "items_by_popularity",
+    "quantile_groups",
     "sample_negatives",
+    "user_activity_groups",
+    "user_gender_groups",
     "users_by_activity",
     "validator",
 ]

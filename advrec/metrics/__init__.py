@@ -8,21 +8,37 @@ from .beyond import (
     novelty,
     shannon_entropy,
 )
+from .fairness import (
+    DEFAULT_BETA,
+    gce,
+    group_shares,
+    ideal_distribution,
+    mad_ranking,
+    mad_rating,
+    user_fairness,
+)
 from .significance import betainc, paired_ttest, t_sf_two_sided, wilcoxon
 
 __all__ = [
+    "DEFAULT_BETA",
     "PerUser",
     "accuracy_metrics",
     "auc_from_counts",
     "betainc",
+    "gce",
     "gini_index",
+    "group_shares",
     "hit_matrix",
+    "ideal_distribution",
     "item_coverage",
     "item_exposure",
     "item_user_counts",
+    "mad_ranking",
+    "mad_rating",
     "novelty",
     "paired_ttest",
     "shannon_entropy",
     "t_sf_two_sided",
+    "user_fairness",
     "wilcoxon",
 ]
