@@ -1,4 +1,5 @@
 """Training loop and defenses."""
+from .adversarial import AdversarialRegularizer, train_amf
 from .checkpoint import load_checkpoint, save_checkpoint
 from .classifier import ClassifierHistory, ClassifierTrainer, accuracy, evaluate, predict
 from .fm_robust import FMRobustLoss
@@ -6,4 +7,5 @@ from .rfm import rfm_loss
 from .trainer import History, Trainer
 
 __all__ = ["Trainer", "History", "save_checkpoint", "load_checkpoint", "ClassifierTrainer",
-           "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss", "FMRobustLoss"]
+           "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss", "FMRobustLoss",
+           "AdversarialRegularizer", "train_amf"]
