@@ -228,6 +228,7 @@ def topk_dot(
 # Kernel families with their own wrapper modules (each touches _core only through these).
 from ._kernels_pairs import *  # noqa: E402,F401,F403
 from ._kernels_certify import *  # noqa: E402,F401,F403
-from . import _kernels_certify as _kc, _kernels_pairs as _kp  # noqa: E402
+from ._kernels_perturb import *  # noqa: E402,F401,F403
+from . import _kernels_certify as _kc, _kernels_pairs as _kp, _kernels_perturb as _kpt  # noqa: E402
 
-__all__ = __all__ + list(_kp.__all__) + list(_kc.__all__)
+__all__ = __all__ + list(_kp.__all__) + list(_kc.__all__) + list(_kpt.__all__)

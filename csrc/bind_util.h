@@ -23,6 +23,7 @@ using I32 = py::array_t<int32_t, py::array::c_style>;
 void bind_pairs(py::module_& m);         // csrc/select/bind_pairs.cpp
 void bind_certify(py::module_& m);       // csrc/certify/bind_certify.cpp
 void bind_certify_cuda(py::module_& m);  // csrc/certify/bind_certify_cuda.cpp (CUDA builds only)
+void bind_perturb(py::module_& m);  // csrc/perturb/bind_perturb.cpp
 
 using F32 = py::array_t<float, py::array::c_style>;
 using I64 = py::array_t<int64_t, py::array::c_style>;

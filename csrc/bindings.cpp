@@ -144,6 +144,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "advrec compiled core (C++17, optional CUDA); use advrec.kernels, not this module.";
   advrec::bind::bind_pairs(m);
   advrec::bind::bind_certify(m);
+  advrec::bind::bind_perturb(m);
   m.def("build_info", &build_info, "How the core was built: compiler, OpenMP, CUDA archs.");
   m.def("cuda_device_count", []() {
 #ifdef ADVREC_WITH_CUDA

@@ -41,5 +41,11 @@ void fm_greedy(const float* p, int64_t m, int64_t n, const int64_t* hist_indptr,
                const int8_t* sigma, const double* threshold, int64_t q, int64_t* selected,
                double* delta, uint8_t* flipped, void* stream);
 
+// GPU twin of perturb_step_cpu (perturb/perturb.h): norm 0 = l2, 1 = linf, 2 = l2-step-linf-clip;
+// rows (m entries, validated, no duplicates) or nullptr for all n_rows rows.
+void perturb_step(float* delta, const float* grad, int64_t n_rows, int64_t dim,
+                  const int64_t* rows, int64_t m, double alpha, double eps, int norm,
+                  void* stream);
+
 }  // namespace cuda
 }  // namespace advrec
