@@ -340,3 +340,32 @@ def test_eps_zero_gives_zero_delta(trained):
     model, batch = trained
     for atk in (FGSM(model, 0.0), BIM(model, 0.0, steps=2), PGD(model, 0.0, steps=2)):
         assert all(torch.all(t == 0) for t in atk(batch).values())
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("eps,alpha", [(0.5, 0.125), (0.1, 1.0), (0.0, 0.3), (3.0, 0.01)])
+def test_fused_kernel_equals_the_torch_path(norm, eps, alpha):
+    """Issue 4: the fused kernel (norms in double) and the torch ops give the same step."""
+    from advrec.attacks.step import torch_step
+    g = torch.Generator().manual_seed(11)
+    delta = torch.randn(300, 16, generator=g) * 0.2
+    grad = torch.randn(300, 16, generator=g)
+    grad[::7] = 0
+    before = delta.clone()
+    fused = perturb_step(delta, grad, alpha, eps, norm, fused=True)
+    torch.testing.assert_close(fused, torch_step(delta, grad, alpha, eps, norm), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fused, perturb_step(delta, grad, alpha, eps, norm, fused=False), atol=1e-6, rtol=1e-5)
+    assert torch.equal(delta, before)
+
+
+def test_attacks_give_the_same_delta_fused_or_not(trained, monkeypatch):
+    """BIM through the kernel (the default for float32 CPU tables) equals BIM through torch."""
+    from advrec.attacks import step as step_module
+    model, batch = trained
+    fused = BIM(model, 0.5, steps=5)(batch)
+    real = step_module.perturb_step
+    monkeypatch.setattr("advrec.attacks.embedding.perturb_step",
+                        lambda *a, **k: real(*a, **{**k, "fused": False}))
+    unfused = BIM(model, 0.5, steps=5)(batch)
+    for name in fused:
+        torch.testing.assert_close(fused[name], unfused[name], atol=1e-5, rtol=1e-4)

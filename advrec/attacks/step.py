@@ -59,11 +59,14 @@ def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
 
 
 def perturb_step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float,
-                 norm: str = "l2") -> torch.Tensor:
+                 norm: str = "l2", *, fused: Optional[bool] = None) -> torch.Tensor:
     """``project(delta + normalized_step(grad, alpha, norm), eps, norm)``, as a new tensor.
 
     ``delta`` and ``grad`` share a shape (typically float32 ``[rows, dim]``). The input ``delta``
     is not modified, so a caller may keep the tensors of earlier steps (iteration curves).
+    ``fused``: run the compiled one-pass kernel (``advrec.kernels.perturb_step``, norms in
+    double) instead of the torch ops (``torch_step``, the reference); ``None`` picks it for 2-D
+    float32 CPU tensors. The kernel also rejects a NaN/inf gradient, naming ``grad``.
     """
     if tuple(delta.shape) != tuple(grad.shape):
         raise ValueError(f"delta and grad must have the same shape, got {tuple(delta.shape)} "
@@ -72,6 +75,20 @@ def perturb_step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: flo
         raise ValueError(f"eps must be >= 0, got {eps}")
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if fused is None:
+        fused = (delta.dim() == 2 and delta.dtype == grad.dtype == torch.float32
+                 and delta.device.type == grad.device.type == "cpu")
+    if fused:
+        from .. import kernels  # compiled core; imported here so the torch path needs none
+
+        out = delta.detach().clone(memory_format=torch.contiguous_format)  # earlier steps stay intact
+        return kernels.perturb_step(out, grad.detach().contiguous(), float(alpha), float(eps), check_norm(norm))
+    return torch_step(delta, grad, alpha, eps, norm)
+
+
+def torch_step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float,
+               norm: str = "l2") -> torch.Tensor:
+    """The unfused torch reference of ``perturb_step`` (any shape, dtype and device)."""
     return project(delta + normalized_step(grad, alpha, norm), eps, norm)
 
 
