@@ -74,9 +74,12 @@ def test_perturb_step_matches_loop(norm, eps, alpha):
     grad[::5] = 0  # zero-gradient rows take no step
     grad[1, :4] = 0
     before = delta.clone()
-    out = perturb_step(delta, grad, alpha, eps, norm)
-    torch.testing.assert_close(out, _reference_step(delta, grad, alpha, eps, norm), atol=1e-6, rtol=1e-5)
-    assert torch.equal(delta, before)  # the input is not modified
+    want = _reference_step(delta, grad, alpha, eps, norm)
+    # default (the fused kernel for float32 CPU), the kernel forced, and the torch path
+    for fused in (None, True, False):
+        out = perturb_step(delta, grad, alpha, eps, norm, fused=fused)
+        torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-5)
+        assert torch.equal(delta, before)  # the input is not modified
 
 
 def test_perturb_step_zero_rows_take_no_step():
@@ -340,22 +343,6 @@ def test_eps_zero_gives_zero_delta(trained):
     model, batch = trained
     for atk in (FGSM(model, 0.0), BIM(model, 0.0, steps=2), PGD(model, 0.0, steps=2)):
         assert all(torch.all(t == 0) for t in atk(batch).values())
-
-
-@pytest.mark.parametrize("norm", NORMS)
-@pytest.mark.parametrize("eps,alpha", [(0.5, 0.125), (0.1, 1.0), (0.0, 0.3), (3.0, 0.01)])
-def test_fused_kernel_equals_the_torch_path(norm, eps, alpha):
-    """Issue 4: the fused kernel (norms in double) and the torch ops give the same step."""
-    from advrec.attacks.step import torch_step
-    g = torch.Generator().manual_seed(11)
-    delta = torch.randn(300, 16, generator=g) * 0.2
-    grad = torch.randn(300, 16, generator=g)
-    grad[::7] = 0
-    before = delta.clone()
-    fused = perturb_step(delta, grad, alpha, eps, norm, fused=True)
-    torch.testing.assert_close(fused, torch_step(delta, grad, alpha, eps, norm), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(fused, perturb_step(delta, grad, alpha, eps, norm, fused=False), atol=1e-6, rtol=1e-5)
-    assert torch.equal(delta, before)
 
 
 def test_attacks_give_the_same_delta_fused_or_not(trained, monkeypatch):
