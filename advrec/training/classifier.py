@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.fields import InstanceMatrix
+from .trainer import EpochLog
 
 __all__ = ["ClassifierTrainer", "ClassifierHistory", "accuracy", "predict", "evaluate",
            "ClassifierLossFn"]
@@ -30,7 +31,7 @@ ClassifierLossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 @dataclass
-class ClassifierHistory:
+class ClassifierHistory(EpochLog):
     """Per-epoch training loss (incl. any l2 term), validation accuracy and log-loss, seconds;
     the epoch whose weights were kept."""
 
@@ -41,14 +42,6 @@ class ClassifierHistory:
     best_epoch: int = -1
     best_accuracy: float = float("nan")
     stopped_early: bool = False
-
-    @property
-    def epochs(self) -> int:
-        return len(self.loss)
-
-    @property
-    def train_seconds(self) -> float:
-        return float(sum(self.seconds))
 
 
 def _check_data(name: str, data: InstanceMatrix, model: nn.Module) -> None:

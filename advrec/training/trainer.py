@@ -20,16 +20,11 @@ Validator = Callable[[Recommender], float]
 OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
 
 
-@dataclass
-class History:
-    """Per-epoch record of a fit: loss, validation metric, seconds; and the best epoch kept."""
+class EpochLog:
+    """What every per-epoch fit record derives from its ``loss`` and ``seconds`` lists."""
 
-    loss: List[float] = field(default_factory=list)
-    metric: List[float] = field(default_factory=list)
-    seconds: List[float] = field(default_factory=list)
-    best_epoch: int = -1
-    best_metric: float = float("nan")
-    stopped_early: bool = False
+    loss: List[float]
+    seconds: List[float]
 
     @property
     def epochs(self) -> int:
@@ -38,6 +33,18 @@ class History:
     @property
     def train_seconds(self) -> float:
         return float(sum(self.seconds))
+
+
+@dataclass
+class History(EpochLog):
+    """Per-epoch record of a fit: loss, validation metric, seconds; and the best epoch kept."""
+
+    loss: List[float] = field(default_factory=list)
+    metric: List[float] = field(default_factory=list)
+    seconds: List[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_metric: float = float("nan")
+    stopped_early: bool = False
 
 
 class Trainer:

@@ -683,6 +683,14 @@ struct Worker {
 
 bool uses_tables(Method m) { return m != Method::kGreedy; }
 
+// Keeps the first row whose p held NaN/inf (rows finish in any order under OpenMP).
+void note_bad_row(int64_t& bad_row, int64_t r) {
+#ifdef ADVREC_OPENMP
+#pragma omp critical(advrec_fmcert_bad)
+#endif
+  if (bad_row < 0 || r < bad_row) bad_row = r;
+}
+
 }  // namespace
 
 void scores(const Problem& pr, double* out, float* sums) {
@@ -737,10 +745,7 @@ int64_t certify(const Problem& pr, int64_t q, Method method, int64_t node_budget
         continue;
       }
       if (!wk.load_p()) {
-#ifdef ADVREC_OPENMP
-#pragma omp critical(advrec_fmcert_bad)
-#endif
-        if (bad_row < 0 || r < bad_row) bad_row = r;
+        note_bad_row(bad_row, r);
         wk.end();
         continue;
       }
@@ -810,10 +815,7 @@ int64_t max_q(const Problem& pr, int64_t q_max, Method method, int64_t node_budg
         continue;
       }
       if (!wk.load_p()) {
-#ifdef ADVREC_OPENMP
-#pragma omp critical(advrec_fmcert_bad)
-#endif
-        if (bad_row < 0 || r < bad_row) bad_row = r;
+        note_bad_row(bad_row, r);
         wk.end();
         continue;
       }
