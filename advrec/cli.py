@@ -1,4 +1,5 @@
-"""The ``advrec`` command: ``demo`` (baselines), ``certify`` (FM certification), ``info`` (the build)."""
+"""The ``advrec`` command: ``demo`` (baselines and a quick attack), ``attack`` (MSAP: FGSM/BIM/PGD
+against BPR-MF and AMF), ``certify`` (FM certification), ``info`` (the build)."""
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,70 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(format_table(result.rows, ["model", *METRIC_COLUMNS, "train_s"]))
     print(f"\nBPR-MF best epoch {result.best_epoch + 1}, trained in {result.train_seconds:.1f} s; "
           f"whole demo {time.perf_counter() - start:.1f} s")
+    attack_rows = [] if args.no_attack else _demo_attack(args, result.model)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "demo.json").write_text(json.dumps(result.to_dict(), indent=2))
-        (out / "demo.md").write_text(format_table(result.rows, ["model", *METRIC_COLUMNS, "train_s"], markdown=True) + "\n")
+        (out / "demo.json").write_text(json.dumps({**result.to_dict(), "attack": attack_rows}, indent=2))
+        md = format_table(result.rows, ["model", *METRIC_COLUMNS, "train_s"], markdown=True) + "\n"
+        if attack_rows:
+            md += "\n" + format_table(attack_rows, markdown=True) + "\n"
+        (out / "demo.md").write_text(md)
         print(f"results written to {out / 'demo.json'} and {out / 'demo.md'}")
+    return 0
+
+
+def _demo_attack(args: argparse.Namespace, model) -> list:
+    """The quick MSAP run on the BPR-MF the demo just trained: AMF, then FGSM/BIM/PGD and random noise."""
+    from .experiments.msap import CONDITIONS, MODELS, MSAPConfig, run_msap
+    from .report import format_table
+
+    config = MSAPConfig.quick(seeds=(args.seed,), sweep_eps=(), progress=None if not args.no_progress else False)
+    start = time.perf_counter()
+    record = run_msap(config, pretrained={args.seed: model}).seeds[0]
+    rows = []
+    for name in MODELS:
+        for cond in CONDITIONS:
+            m = record["models"][name]["conditions"][cond]["metrics"]
+            label = f"{cond}-{config.steps}" if cond in ("BIM", "PGD") else cond
+            rows.append({"model": name, "perturbation": label, "HR@10": m["HR"], "nDCG@10": m["nDCG"],
+                         "ICov@10": int(m["ICov"])})
+    print(f"\nUnder attack (MSAP, eps {config.eps} per embedding row, L2; BIM/PGD {config.steps} iterations; "
+          f"AMF = BPR-MF + {record['training']['AMF']['epochs']} epochs of adversarial training):")
+    print(format_table(rows))
+    print(f"attack demo {time.perf_counter() - start:.1f} s; `advrec attack` runs the full experiment")
+    return rows
+
+
+def _attack_config(args: argparse.Namespace):
+    from .experiments.msap import MSAPConfig
+
+    overrides = dict(progress=None if not args.no_progress else False, norm=args.norm, eps=args.eps,
+                     data_path=args.data, data_format=args.format)
+    if args.seeds is not None:
+        overrides["seeds"] = tuple(args.seeds)
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    config = MSAPConfig.quick(**overrides) if args.quick else MSAPConfig(**overrides)
+    config.validate()
+    return config
+
+
+def _cmd_attack(args: argparse.Namespace) -> int:
+    from .experiments.msap import run_msap
+    from .experiments.msap_report import render_text, write_report
+
+    try:
+        config = _attack_config(args)
+    except ValueError as err:
+        print(f"advrec attack: error: {err}", file=sys.stderr)
+        return 2
+    result = run_msap(config)
+    print(f"\nadvrec attack: MSAP on {result.data}")
+    print(render_text(result))
+    if args.out:
+        files = write_report(result, Path(args.out))
+        print("report written: " + ", ".join(str(f) for f in files))
     return 0
 
 
@@ -69,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sampled", type=int, default=0, metavar="N",
                       help="also evaluate with the sampled protocol, N negatives per test item")
     demo.add_argument("--out", type=str, default=None, help="directory for demo.json / demo.md")
+    demo.add_argument("--no-attack", action="store_true", help="skip the quick attack run (AMF, FGSM/BIM/PGD)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_cmd_demo)
     cert = sub.add_parser("certify", help="train FM, RFM-1 and FM-RT on ML-100K and certify their robustness "
@@ -81,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--out", type=str, default=None, help="directory for the JSON/Markdown report and PNG figures")
     cert.add_argument("--no-progress", action="store_true", help="hide progress bars")
     cert.set_defaults(func=_cmd_certify)
+    att = sub.add_parser("attack", help="MSAP on ML-100K: FGSM, BIM and PGD (and random noise) against BPR-MF "
+                                        "and AMF, with accuracy, beyond-accuracy and fairness (Anelli et al.)")
+    att.add_argument("--quick", action="store_true",
+                     help="one seed, short AMF training, 25 iterations, 5-point eps sweep (a few minutes)")
+    att.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                     help="seeds to average over (default 0 1 2; --quick: 0)")
+    att.add_argument("--eps", type=float, default=0.5, help="perturbation budget per embedding row (default 0.5)")
+    att.add_argument("--norm", choices=("l2", "linf", "l2-step-linf-clip"), default="l2",
+                     help="l2 (default): L2-normalised steps in the L2 ball; linf: sign steps in the box; "
+                          "l2-step-linf-clip: the published MSAP code (L2 steps, element-wise clip)")
+    att.add_argument("--steps", type=int, default=None,
+                     help="BIM/PGD iterations for Figure 1 and Tables 1-3 (default 150; --quick: 25)")
+    att.add_argument("--data", type=str, default=None, metavar="PATH",
+                     help="use your own data instead of ML-100K (ML-1M ratings.dat, Last.fm user_artists.dat, ...)")
+    att.add_argument("--format", type=str, default=None, help="format of --data (default: guessed from the name)")
+    att.add_argument("--out", type=str, default=None, help="directory for msap.json, msap.md and the PNG figures")
+    att.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    att.set_defaults(func=_cmd_attack)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
     info.set_defaults(func=_cmd_info)
     return parser

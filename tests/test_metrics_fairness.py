@@ -7,8 +7,12 @@ import pytest
 
 from advrec.evaluation import EvalResult
 from advrec.metrics import (
+    accuracy_metrics,
     gce,
+    group_means,
     group_shares,
+    item_fairness,
+    per_item_ndcg,
     ideal_distribution,
     mad_ranking,
     mad_rating,
@@ -216,3 +220,81 @@ def test_same_inputs_same_numbers():
     a = gce(ideal_distribution(4, 1), group_shares(v, lab)), mad_ranking(v, lab)
     b = gce(ideal_distribution(4, 1), group_shares(v.copy(), lab.copy())), mad_ranking(v.copy(), lab.copy())
     assert a == b
+
+
+# ---------------------------------------------------------------- item side (MSAP Tables 2-3)
+
+def test_per_item_ndcg_hand_worked():
+    # 3 users, lists of 3; relevant: u0 {2}, u1 {2, 4}, u2 {5} (5 never listed)
+    topk = np.array([[1, 2, 3], [4, 0, 2], [0, 1, 3]])
+    truth = (np.array([0, 1, 3, 4]), np.array([2, 2, 4, 5]))
+    got = per_item_ndcg(topk, truth, n_items=7, k=3)
+    d = lambda pos: 1 / math.log2(pos + 1)  # noqa: E731
+    idcg2 = d(1) + d(2)
+    # item 2: u0 at position 2 (IDCG 1), u1 at position 3 (IDCG over 2 relevant)
+    assert got[2] == pytest.approx((d(2) / 1 + d(3) / idcg2) / 2)
+    assert got[4] == pytest.approx(d(1) / idcg2)
+    assert got[5] == 0.0
+    assert np.isnan(got[[0, 1, 3, 6]]).all()  # nobody's relevant item
+    # a row's gains sum to its nDCG: u1's two items give u1's nDCG@3
+    _, acc = accuracy_metrics(topk, truth, k=3)
+    assert acc["nDCG@3"][1] == pytest.approx(d(1) / idcg2 + d(3) / idcg2)
+    # k cuts the list: at k=2 item 2 is found only for u0
+    assert per_item_ndcg(topk, truth, 7, k=2)[2] == pytest.approx(d(2) / 2)
+
+
+def test_per_item_ndcg_leave_one_out_means_match_user_ndcg():
+    rng = np.random.default_rng(0)
+    n_users, n_items, k = 200, 30, 5
+    topk = np.stack([rng.permutation(n_items)[:k] for _ in range(n_users)])
+    targets = rng.integers(0, n_items, n_users)
+    truth = (np.arange(n_users + 1), targets)
+    per_item = per_item_ndcg(topk, truth, n_items, k)
+    _, acc = accuracy_metrics(topk, truth, k=k)
+    for i in range(n_items):
+        users = targets == i
+        if users.any():
+            assert per_item[i] == pytest.approx(acc[f"nDCG@{k}"][users].mean())
+        else:
+            assert np.isnan(per_item[i])
+    # padding (-1) never matches
+    padded = topk.copy()
+    padded[:, -1] = -1
+    assert np.all(per_item_ndcg(padded, truth, n_items, k)[~np.isnan(per_item)] <= per_item[~np.isnan(per_item)] + 1e-12)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(n_items=0), "n_items"),
+    (dict(n_items=3), "n_items-1"),
+    (dict(k=0), "k"),
+])
+def test_per_item_ndcg_bad_input(kw, match):
+    args = dict(topk=np.array([[0, 1]]), truth=(np.array([0, 1]), np.array([4])), n_items=5, k=2)
+    args.update(kw)
+    with pytest.raises((ValueError, IndexError), match=match):
+        per_item_ndcg(**args)
+
+
+def test_group_means():
+    values = np.array([1.0, 3.0, np.nan, 4.0, 10.0])
+    labels = np.array([0, 0, 1, 1, 2])
+    assert group_means(values, labels).tolist() == [2.0, 4.0, 10.0]
+    got = group_means(values, labels, n_groups=4)
+    assert got[:3].tolist() == [2.0, 4.0, 10.0] and np.isnan(got[3])  # empty group: NaN
+    with pytest.raises(ValueError, match="labels"):
+        group_means(values, labels[:3])
+
+
+def test_item_fairness_hand_worked():
+    # items 0..3 in groups [0, 0, 1, 1]; item 3 is nobody's test item
+    per_item = np.array([0.2, 0.4, 0.3, np.nan])
+    labels = np.array([0, 0, 1, 1])
+    got = item_fairness(per_item, labels, favoured=(0, 1))
+    pm = [0.6 / 0.9, 0.3 / 0.9]
+    assert got["GCE_f0"] == pytest.approx(gce_reference([0.5, 0.5], pm, 2))
+    assert got["GCE_f1"] == pytest.approx(gce_reference([0.75, 0.25], pm, 2))
+    assert got["GCE_f2"] == pytest.approx(gce_reference([0.25, 0.75], pm, 2))
+    assert got["MADR"] == pytest.approx(abs(0.3 - 0.3))
+    # a group that gets nothing: GCE is -inf (beta = 2), MADR still defined
+    zero = item_fairness(np.array([0.0, 0.0, 0.5, 0.1]), labels)
+    assert zero["GCE_f0"] == -math.inf and zero["MADR"] == pytest.approx(0.3)

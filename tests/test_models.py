@@ -64,3 +64,29 @@ def test_pop_ranks_by_training_count():
     assert s[0].tolist() == [3.0, 1.0]
     with pytest.raises(TypeError, match="counting"):
         pop.loss({})
+
+
+def test_random_scores_are_uniform_fixed_and_tile_independent():
+    from advrec.models import Random
+
+    model = Random(50, 400, seed=7)
+    full = model.full_scores(torch.arange(50))
+    assert full.shape == (50, 400) and full.dtype == torch.float32
+    assert 0 <= float(full.min()) and float(full.max()) < 1
+    assert abs(float(full.mean()) - 0.5) < 0.02  # 20K uniform draws
+    # the same (user, item) always scores the same, whatever else is scored with it
+    assert torch.equal(model.full_scores(torch.tensor([49, 3])), full[[49, 3]])
+    pairs = model.score(torch.tensor([1, 2]), torch.tensor([[5, 6], [7, 8]]))
+    assert torch.equal(pairs, torch.stack([full[1, 5:7], full[2, 7:9]]))
+    assert torch.equal(model.score(torch.tensor([4]), torch.tensor([9])), full[4, 9:10])
+    # different users get different rankings; another seed gives other scores
+    assert not torch.equal(full[0].argsort(), full[1].argsort())
+    assert not torch.equal(Random(50, 400, seed=8).full_scores(torch.arange(2)), full[:2])
+    # top-1 items spread over the catalogue (no structure from the hash)
+    assert len(set(full.argmax(1).tolist())) > 40
+    with pytest.raises(IndexError, match="users"):
+        model.full_scores(torch.tensor([50]))
+    with pytest.raises(ValueError, match="n_items"):
+        Random(3, 0)
+    with pytest.raises(TypeError):
+        model.loss({})

@@ -50,6 +50,7 @@ class BaselineResult:
     train_seconds: float = float("nan")
     best_epoch: int = -1
     data_source: str = ""
+    model: Optional[MF] = None  # the trained BPR-MF (``advrec demo`` attacks it next)
 
     def to_dict(self) -> dict:
         return {"config": asdict(self.config), "rows": self.rows, "train_seconds": self.train_seconds,
@@ -87,6 +88,7 @@ def run_baseline(config: BaselineConfig = BaselineConfig()) -> BaselineResult:
     out.best_epoch = history.best_epoch
     res = evaluate(model, split.test, exclude=seen, k=config.k, popularity=split.train, progress=False)
     out.results["BPR-MF"] = res
+    out.model = model
     out.rows.append(_row("BPR-MF", res, {"train_s": out.train_seconds}))
     if config.sampled_negatives:
         res = evaluate(model, split.test, exclude=seen, k=config.k, protocol="sampled",

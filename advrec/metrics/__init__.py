@@ -1,5 +1,5 @@
 """Recommendation metrics in pure numpy; per-user values are kept for paired significance tests."""
-from .accuracy import PerUser, accuracy_metrics, auc_from_counts, hit_matrix
+from .accuracy import PerUser, accuracy_metrics, auc_from_counts, hit_matrix, per_item_ndcg
 from .beyond import (
     gini_index,
     item_coverage,
@@ -11,7 +11,9 @@ from .beyond import (
 from .fairness import (
     DEFAULT_BETA,
     gce,
+    group_means,
     group_shares,
+    item_fairness,
     ideal_distribution,
     mad_ranking,
     mad_rating,
@@ -27,16 +29,19 @@ __all__ = [
     "betainc",
     "gce",
     "gini_index",
+    "group_means",
     "group_shares",
     "hit_matrix",
     "ideal_distribution",
     "item_coverage",
     "item_exposure",
+    "item_fairness",
     "item_user_counts",
     "mad_ranking",
     "mad_rating",
     "novelty",
     "paired_ttest",
+    "per_item_ndcg",
     "shannon_entropy",
     "t_sf_two_sided",
     "user_fairness",

@@ -106,3 +106,32 @@ def auc_from_counts(
     per_target = (n_neg[row] - greater - 0.5 * equal) / denom
     sums = np.bincount(row, weights=per_target, minlength=n_rows)
     return PerUser(rows, {"AUC": sums[rows] / n_targets[rows]})
+
+
+def per_item_ndcg(topk: np.ndarray, truth: tuple[np.ndarray, np.ndarray], n_items: int, k: int = 10) -> np.ndarray:
+    """float64 [n_items]: each item's nDCG@k *as a test item* (the item-side view of MSAP Tables 2-3).
+
+    For every (row, relevant item) pair the normalised gain is 1/log2(pos + 1) / IDCG_row when the
+    item sits at position pos <= k of the row's list, else 0 (IDCG over min(|rel|, k) positions, as
+    in ``accuracy_metrics``); an item's value is the mean over the pairs that hold it, NaN for items
+    that are nobody's relevant item. A row's gains sum to its nDCG@k, so with one relevant item per
+    user (leave-one-out) an item's value is the mean nDCG@k of the users whose test item it is.
+    """
+    topk = check_topk(topk)
+    indptr, indices = check_csr(truth[0], truth[1], topk.shape[0], "truth")
+    (kk,) = check_ks(k, topk.shape[1])
+    if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
+        raise ValueError(f"n_items must be a positive int, got {n_items!r}")
+    if indices.size and (indices.min() < 0 or indices.max() >= n_items):
+        raise IndexError(f"truth holds item {int(indices.max())}, outside 0..n_items-1 = {n_items - 1}")
+    rows = row_ids(indptr)
+    discount = 1.0 / np.log2(np.arange(2, kk + 2, dtype=np.float64))
+    ideal = np.cumsum(discount)
+    found = topk[rows, :kk] == indices[:, None]  # padding (-1) never equals an item id
+    gain = np.where(found.any(axis=1), discount[np.argmax(found, axis=1)], 0.0)
+    n_rel = np.diff(indptr)[rows]
+    gain = gain / ideal[np.minimum(n_rel, kk) - 1] if gain.size else gain
+    counts = np.bincount(indices, minlength=n_items)
+    sums = np.bincount(indices, weights=gain, minlength=n_items)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)

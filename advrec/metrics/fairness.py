@@ -181,6 +181,41 @@ def mad_rating(scores: Any, labels: Any, n_groups: Optional[int] = None) -> floa
     return _mad(s, lab, n_groups)
 
 
+def group_means(values: Any, labels: Any, n_groups: Optional[int] = None) -> np.ndarray:
+    """Mean of ``values`` per group (NaN values left out; NaN for a group with no defined value):
+    the per-group nDCG of MSAP Table 2."""
+    v = _values(values, "values")
+    lab, n_groups = _labels(labels, len(v), "labels", n_groups)
+    keep = ~np.isnan(v)
+    counts = np.bincount(lab[keep], minlength=n_groups)
+    sums = np.bincount(lab[keep], weights=v[keep], minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _gce_and_madr(values: np.ndarray, lab: np.ndarray, n_groups: int, beta: float,
+                  favoured: Sequence[int]) -> dict[str, float]:
+    pm = group_shares(values, lab, n_groups)
+    out = {"GCE_f0": gce(ideal_distribution(n_groups), pm, beta)}
+    for f in favoured:
+        out[f"GCE_f{int(f) + 1}"] = gce(ideal_distribution(n_groups, int(f)), pm, beta)
+    out["MADR"] = mad_ranking(values, lab, n_groups)
+    return out
+
+
+def item_fairness(per_item: Any, item_labels: Any, beta: float = DEFAULT_BETA, favoured: Sequence[int] = (),
+                  n_groups: Optional[int] = None) -> dict[str, float]:
+    """GCE (f0 and each f_k) and MADR over item groups from per-item values (``per_item_ndcg``).
+
+    The benefit of an item group is the summed nDCG of its test items (so GCE weighs how many of a
+    group's items are recommended well), and MADR compares the groups' mean per-item nDCG. Items
+    that are nobody's test item (NaN) are left out.
+    """
+    v = _values(per_item, "per_item")
+    lab, n_groups = _labels(item_labels, len(v), "item_labels", n_groups)
+    return _gce_and_madr(v, lab, n_groups, beta, favoured)
+
+
 def user_fairness(result: Any, user_labels: Any, metric: str = "nDCG@10", beta: float = DEFAULT_BETA,
                   favoured: Sequence[int] = (), n_groups: Optional[int] = None) -> dict[str, float]:
     """GCE (uniform f0 and each skewed f_k, k = favoured+1) and MADR of one per-user metric of an EvalResult.
@@ -196,11 +231,4 @@ def user_fairness(result: Any, user_labels: Any, metric: str = "nDCG@10", beta: 
     if result.users.size and result.users.max() >= len(lab):
         raise ValueError(f"user_labels has {len(lab)} entries but user {int(result.users.max())} was evaluated")
     lab, n_groups = _labels(lab, len(lab), "user_labels", n_groups)
-    lab = lab[result.users]
-    values = result.per_user[metric]
-    pm = group_shares(values, lab, n_groups)
-    out = {"GCE_f0": gce(ideal_distribution(n_groups), pm, beta)}
-    for f in favoured:
-        out[f"GCE_f{int(f) + 1}"] = gce(ideal_distribution(n_groups, int(f)), pm, beta)
-    out["MADR"] = mad_ranking(values, lab, n_groups)
-    return out
+    return _gce_and_madr(result.per_user[metric], lab[result.users], n_groups, beta, favoured)

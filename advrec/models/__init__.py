@@ -3,7 +3,8 @@ from .base import Recommender
 from .fm import FM
 from .mf import MF
 from .pop import Pop
+from .random import Random
 
-MODELS = {"MF": MF, "Pop": Pop, "FM": FM}
+MODELS = {"MF": MF, "Pop": Pop, "FM": FM, "Random": Random}
 
-__all__ = ["Recommender", "MF", "Pop", "FM", "MODELS"]
+__all__ = ["Recommender", "MF", "Pop", "FM", "Random", "MODELS"]

@@ -91,3 +91,34 @@ def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequenc
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def curves(path: Path, series: Mapping[str, tuple], *, title: str, xlabel: str, ylabel: str,
+           hlines: Mapping[str, float] = {}, logx: bool = False) -> Path:
+    """Lines with an optional band, e.g. a metric over attack iterations (mean ± std over seeds).
+
+    ``series[name] = (x, y)`` or ``(x, y, spread)``: the band is y ± spread. ``hlines[name]`` draws
+    a dashed horizontal reference (a single-step attack, the random recommender)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.8), dpi=120)
+    for name, xs in series.items():
+        x, y = list(xs[0]), [float(v) for v in xs[1]]
+        (line,) = ax.plot(x, y, marker="o" if len(x) <= 20 else None, markersize=3, label=name)
+        if len(xs) > 2 and xs[2] is not None:
+            s = [float(v) for v in xs[2]]
+            ax.fill_between(x, [a - b for a, b in zip(y, s)], [a + b for a, b in zip(y, s)],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+    styles = ("--", ":", "-.")
+    for i, (name, value) in enumerate(hlines.items()):
+        ax.axhline(float(value), linestyle=styles[i % len(styles)], color=f"C{len(series) + i}", label=name)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
