@@ -135,3 +135,44 @@ def test_acceptance_on_one_seed():
     clean = {m: rec[m]["conditions"]["clean"]["metrics"]["nDCG"] for m in MODELS}
     assert clean["BPR-MF"] >= 0.064 and clean["AMF"] >= 0.064  # the RecBole floor of the baseline
     assert np.isfinite(rec["AMF"]["conditions"]["FGSM"]["groups"]["user_gender"]["GCE_f0"])
+
+
+def _write_ml1m(path, n_users=30, n_items=25, per_user=8, seed=0):
+    rng = np.random.default_rng(seed)
+    path.mkdir()
+    (path / "movies.dat").write_text("".join(f"{i + 1}::Movie {i} (1990)::Drama\n" for i in range(n_items)),
+                                     encoding="latin-1")
+    (path / "users.dat").write_text("".join(f"{u + 1}::{'MF'[u % 2]}::25::1::00000\n" for u in range(n_users)))
+    lines = []
+    for u in range(n_users):
+        for t, i in enumerate(rng.choice(n_items, per_user, replace=False)):
+            lines.append(f"{u + 1}::{i + 1}::{rng.integers(1, 6)}::{978300000 + 100 * t}\n")
+    (path / "ratings.dat").write_text("".join(lines))
+    return path
+
+
+def test_own_data_ml1m_format_and_lastfm_format(tmp_path):
+    ml1m = load_data_for(tmp_path / "ml1m", "ml-1m")
+    assert "leave-one-out by time" in ml1m.source and set(ml1m.groups) == {"item_pop", "user_activity", "user_gender"}
+    assert ml1m.groups["user_gender"].names == ("M", "F")
+    # the last rating of every user (largest timestamp) is the test item
+    assert len(ml1m.split.test) == ml1m.inter.n_users
+    lastfm = tmp_path / "user_artists.dat"
+    rng = np.random.default_rng(1)
+    rows = {(u, a) for u in range(2, 32) for a in rng.choice(np.arange(50, 90), 6, replace=False)}
+    lastfm.write_text("userID\tartistID\tweight\n" + "".join(f"{u}\t{a}\t{rng.integers(1, 999)}\n" for u, a in sorted(rows)))
+    lf = load_data_for(lastfm, None)
+    assert "leave-one-out by random" in lf.source and "user_gender" not in lf.groups
+    # a whole run on the Last.fm-format file: no gender table, everything else present
+    result = run_msap(MSAPConfig(**{**TINY, "data_path": str(lastfm), "sweep_eps": (), "dim": 8}))
+    assert "user_gender" not in result.group_names
+    text = render_text(result)
+    assert "Fairness over user gender" not in text and "Fairness over item popularity" in text
+
+
+def load_data_for(path, fmt):
+    from advrec.experiments.msap import load_data
+
+    if fmt == "ml-1m":
+        _write_ml1m(path)
+    return load_data(MSAPConfig(data_path=str(path), data_format=fmt))

@@ -149,8 +149,9 @@ def render_text(result: MSAPResult, markdown: bool = False) -> str:
            format_table(table1(result), markdown=markdown), ""]
     rr = {m: float(np.mean(_stack(result, lambda s: s["random_recommender"][m]))) for m in ("nDCG", "ICov")}
     out += [f"Random recommender: nDCG@{cfg.k} {rr['nDCG']:.4f}, ICov@{cfg.k} {rr['ICov']:.0f}", ""]
-    out += [f"nDCG@{cfg.k} per group (Table 2; item popularity and user activity quartiles C1 = least, "
-            "user gender M/F)", format_table(table2(result), digits=3, markdown=markdown), ""]
+    present = ", ".join(GROUPING_TITLES[g] for g in GROUPINGS if g in result.group_names)
+    out += [f"nDCG@{cfg.k} per group (Table 2; {present}; quartiles C1 = least popular / active)",
+            format_table(table2(result), digits=3, markdown=markdown), ""]
     for grouping in GROUPINGS:
         if grouping in result.group_names:
             out += [f"Fairness over {GROUPING_TITLES[grouping]} groups {list(result.group_names[grouping])} "
