@@ -24,6 +24,7 @@ void bind_pairs(py::module_& m);         // csrc/select/bind_pairs.cpp
 void bind_certify(py::module_& m);       // csrc/certify/bind_certify.cpp
 void bind_certify_cuda(py::module_& m);  // csrc/certify/bind_certify_cuda.cpp (CUDA builds only)
 void bind_perturb(py::module_& m);  // csrc/perturb/bind_perturb.cpp
+void bind_bpr_grad(py::module_& m);  // csrc/perturb/bind_bpr_grad.cpp
 
 using F32 = py::array_t<float, py::array::c_style>;
 using I64 = py::array_t<int64_t, py::array::c_style>;
@@ -36,7 +37,9 @@ py::array_t<T, py::array::c_style> as_array(const py::handle& obj, const char* n
   if (!py::isinstance<py::array>(obj))
     throw ArgError(std::string(name) + " must be a numpy array");
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()))
+  // Equivalence (PyArray_EquivTypes), not identity: numba and others hand out equal dtypes
+  // that are distinct descriptor objects.
+  if (!py::isinstance<py::array_t<T>>(arr))
     throw ArgError(std::string(name) + " must have dtype " + dtype_name + ", got " +
                    std::string(py::str(arr.dtype())));
   if (!(arr.flags() & py::array::c_style))

@@ -70,7 +70,20 @@ class Attack:
         return {n: torch.zeros(t.shape, dtype=t.dtype, device=t.device) for n, t in self._tables().items()}
 
     def gradient(self, batch: Batch, delta: Delta) -> Delta:
-        """d loss(batch, delta) / d delta, per target; tables the loss does not use get zeros."""
+        """d loss(batch, delta) / d delta, per target; tables the loss does not use get zeros.
+
+        A model with a compiled gradient (``delta_gradient``, e.g. MF's fused BPR kernel) gives
+        it where it applies (it returns ``None`` elsewhere); autograd below is the reference.
+        """
+        fast = getattr(self.model, "delta_gradient", None)
+        if fast is not None:
+            grads = fast(batch, delta, tuple(delta))
+            if grads is not None:
+                return grads
+        return self.autograd_gradient(batch, delta)
+
+    def autograd_gradient(self, batch: Batch, delta: Delta) -> Delta:
+        """``gradient`` by torch autograd on ``model.loss(batch, delta)``: the reference path."""
         leaves = {n: d.detach().requires_grad_(True) for n, d in delta.items()}
         with torch.enable_grad():
             loss = self.model.loss(batch, leaves)

@@ -1,7 +1,7 @@
 """BPR matrix factorisation (Rendle et al. 2009): score(u, i) = <p_u, q_i>."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,81 @@ class MF(Recommender):
     def loss(self, batch: Batch, delta: Delta = None) -> torch.Tensor:
         """BPR loss: mean of -log sigma(s(u, i) - s(u, j))."""
         return self.regularized_loss(batch, 0.0, delta)
+
+    def delta_gradient(self, batch: Batch, delta: Delta,
+                       targets: Sequence[str]) -> Optional[Dict[str, torch.Tensor]]:
+        """``d loss(batch, delta) / d delta[t]`` for each ``t`` in ``targets`` ("user", "item"),
+        by the compiled kernel (``advrec.kernels.mf_bpr_gradient``, double precision), or
+        ``None`` where it does not apply and the caller takes autograd: tables or perturbations
+        not float32 on the CPU, a perturbation that requires grad (its caller may want a
+        graph), an empty batch, or a subclass that redefines the loss. A table absent from
+        ``delta`` is unperturbed; its gradient is still that of the loss (the perturbation's
+        gradient is the table's). The result holds plain tensors, detached from any graph.
+        """
+        if type(self).loss is not MF.loss or type(self).regularized_loss is not MF.regularized_loss:
+            return None
+        d = self.check_delta(delta)
+        targets = tuple(targets)
+        unknown = [t for t in targets if t not in ("user", "item")]
+        if unknown:
+            raise ValueError(f"targets {unknown} are not perturbable in MF; its perturbable tensors "
+                             "are ['item', 'user']")
+        tensors = [self.user_factors, self.item_factors, *d.values()]
+        if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
+            return None
+        if any(t.requires_grad for t in d.values()):
+            return None
+        users, pos, neg = (torch.as_tensor(batch[k]) for k in ("user", "pos", "neg"))
+        if users.numel() == 0 or not users.dim() == pos.dim() == neg.dim() == 1:
+            return None  # autograd's answer is kept for an empty batch (zeros, NaN loss) or N-D ids
+        if not users.shape == pos.shape == neg.shape:
+            raise ValueError(f"batch 'user', 'pos' and 'neg' must have the same length, got "
+                             f"{users.numel()}, {pos.numel()} and {neg.numel()}")
+        from .. import kernels  # the compiled core loads only when the kernel path is taken
+
+        want_user, want_item = "user" in targets, "item" in targets
+        n = users.numel()
+        with torch.no_grad():
+            # Whole tables unless they have 16x more rows than the batch has triples (measured
+            # crossover on 2 cores; both ways give the same bits, see _compact_delta_gradient).
+            if self.n_users + self.n_items <= 16 * n:
+                P, Q = self.user_factors.detach(), self.item_factors.detach()
+                if "user" in d:
+                    P = P + d["user"]
+                if "item" in d:
+                    Q = Q + d["item"]
+                _, gP, gQ = kernels.mf_bpr_gradient(P, Q, users, pos, neg, user_grad=want_user,
+                                                    item_grad=want_item)
+            else:
+                gP, gQ = self._compact_delta_gradient(users, pos, neg, d, want_user, want_item)
+        return {t: (gP if t == "user" else gQ) for t in targets}
+
+    def _compact_delta_gradient(self, users, pos, neg, d, want_user: bool, want_item: bool):
+        """A small batch on large tables: the kernel on the rows the batch touches (renumbered in
+        sorted order), scattered into zero tables; whole-table sums and the kernel's per-row
+        scratch would cost more than the batch (on 30K x 30K tables, 1000 triples: 3.3 ms here
+        against 16 ms). Each row sums the same terms in the same order: the same bits."""
+        users = check_users(users, self.n_users)
+        pos = check_users(pos, self.n_items, "pos")
+        neg = check_users(neg, self.n_items, "neg")
+        from .. import kernels
+
+        n = users.numel()
+        ru, cu = torch.unique(users, return_inverse=True)
+        ri, cij = torch.unique(torch.cat([pos, neg]), return_inverse=True)
+        P, Q = self.user_factors.detach()[ru], self.item_factors.detach()[ri]
+        if "user" in d:
+            P = P + d["user"][ru]
+        if "item" in d:
+            Q = Q + d["item"][ri]
+        _, gPc, gQc = kernels.mf_bpr_gradient(P, Q, cu, cij[:n], cij[n:], user_grad=want_user,
+                                              item_grad=want_item)
+        gP = gQ = None
+        if want_user:
+            gP = torch.zeros(self.n_users, self.dim).index_copy_(0, ru, gPc)
+        if want_item:
+            gQ = torch.zeros(self.n_items, self.dim).index_copy_(0, ri, gQc)
+        return gP, gQ
 
     def l2_penalty(self, batch: Batch) -> torch.Tensor:
         u, i, j = batch["user"], batch["pos"], batch["neg"]

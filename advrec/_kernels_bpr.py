@@ -1,0 +1,87 @@
+"""The BPR-MF loss and its gradient w.r.t. the embedding tables in one compiled call (issue 4).
+
+The embedding attacks (MSAP's FGSM/BIM/PGD) need ``d loss / d delta`` over every training
+triple on every step; autograd materialises three gathered ``[N, dim]`` matrices and runs a slow
+index backward, while the tables themselves fit in cache. The kernel works in double and is
+deterministic: the same bits for any number of OpenMP threads (see ``mf_bpr_gradient``).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from . import _core
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - torch is a dependency, but the kernels do not need it
+    torch = None  # type: ignore[assignment]
+
+__all__ = ["mf_bpr_gradient"]
+
+
+def _is_tensor(x: Any) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _table(x: Any, name: str) -> np.ndarray:
+    """A float32 [rows, dim] table as a C-contiguous numpy array (a view where possible)."""
+    if _is_tensor(x):
+        if x.device.type != "cpu":
+            raise ValueError(f"{name} is on {x.device}, but mf_bpr_gradient runs on the CPU only "
+                             "(no CUDA kernel): take the gradient with torch autograd there")
+        if x.dtype != torch.float32:
+            raise ValueError(f"{name} must have dtype float32, got {str(x.dtype)[6:]}")
+        x = x.detach().numpy()
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array or a CPU torch tensor, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise ValueError(f"{name} must have dtype float32, got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [rows, dim], got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def _ids(x: Any, name: str) -> np.ndarray:
+    """Integer ids as a C-contiguous int64 vector; floats and bools are refused, not truncated."""
+    if _is_tensor(x):
+        if x.device.type != "cpu":
+            raise ValueError(f"{name} is on {x.device}, but mf_bpr_gradient runs on the CPU only "
+                             "(no CUDA kernel): take the gradient with torch autograd there")
+        x = x.detach().numpy()
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+        raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
+    if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise IndexError(f"{name} holds {int(a.max())}, outside the int64 range")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def mf_bpr_gradient(P: Any, Q: Any, users: Any, pos: Any, neg: Any, *, user_grad: bool = True,
+                    item_grad: bool = True) -> Tuple[float, Optional[Any], Optional[Any]]:
+    """BPR loss ``mean_k softplus(-<P[u_k], Q[i_k] - Q[j_k]>)`` and its gradients ``(loss, gP, gQ)``.
+
+    ``P`` [n_users, dim] and ``Q`` [n_items, dim] are float32 numpy arrays or CPU tensors: the
+    effective (perturbed) tables, so ``gP``/``gQ`` are also the gradients w.r.t. additive
+    perturbations of them. ``users``, ``pos``, ``neg``: integer ids, one triple per position.
+    The gradients come back as the tables came in (torch tensors if ``P`` or ``Q`` is one, else
+    numpy), float32 of the tables' shapes; rows no triple touches are zero. ``user_grad`` /
+    ``item_grad`` False skip a gradient (``None`` in its place).
+
+    Everything is computed in double and each gradient entry is rounded to float32 once; the
+    result is bit-identical for any number of OpenMP threads. NaN/inf in the tables propagate
+    (a triple with ``pos == neg`` adds nothing to gQ: its terms cancel exactly). Raises
+    ValueError for a wrong dtype, shape or device (CUDA tensors: no GPU kernel, use autograd) or
+    an empty batch, IndexError for an id out of range, naming the argument.
+    """
+    as_torch = _is_tensor(P) or _is_tensor(Q)
+    Pa, Qa = _table(P, "P"), _table(Q, "Q")
+    loss, gP, gQ = _core.mf_bpr_gradient(Pa, Qa, _ids(users, "users"), _ids(pos, "pos"),
+                                         _ids(neg, "neg"), bool(user_grad), bool(item_grad))
+    if as_torch:
+        gP = None if gP is None else torch.from_numpy(gP)
+        gQ = None if gQ is None else torch.from_numpy(gQ)
+    return float(loss), gP, gQ
