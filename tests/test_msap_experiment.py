@@ -93,7 +93,7 @@ def test_pretrained_must_match(split):
 
 def test_same_seed_same_numbers(tiny_run):
     again = run_msap(MSAPConfig(**TINY))
-    a, b = tiny_run.seeds[0], again.seeds[0]
+    a, b = copy.deepcopy(tiny_run.seeds[0]), again.seeds[0]  # the fixture is shared: leave it whole
     for rec in (a, b):
         for t in rec["training"].values():
             t.pop("seconds", None)

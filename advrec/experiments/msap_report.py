@@ -164,10 +164,12 @@ def render_text(result: MSAPResult, markdown: bool = False) -> str:
     for r in rows:
         r["holds"] = "n/a (one seed)" if r["holds"] is None else ("yes" if r["holds"] else "NO")
     out += ["Acceptance (means over seeds)", format_table(rows, markdown=markdown), ""]
-    train = {m: float(np.nanmean(_stack(result, lambda s: s["training"][m].get("seconds", math.nan))))
-             for m in MODELS}
+    train = {}
+    for m in MODELS:
+        secs = [s["training"][m]["seconds"] for s in result.seeds if "seconds" in s["training"][m]]
+        train[m] = f"{np.mean(secs):.1f} s" if secs else "pretrained"
     attack = float(np.mean(_stack(result, lambda s: sum(s["models"][m]["attack_seconds"] for m in MODELS))))
-    out.append(f"Time per seed: BPR-MF training {train['BPR-MF']:.1f} s, AMF training {train['AMF']:.1f} s, "
+    out.append(f"Time per seed: BPR-MF training {train['BPR-MF']}, AMF training {train['AMF']}, "
                f"all attacks and evaluations {attack:.1f} s; whole run {result.seconds:.0f} s")
     return "\n".join(out)
 
