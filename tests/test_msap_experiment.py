@@ -3,6 +3,7 @@ the issue's acceptance checks on one seed."""
 import copy
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -81,6 +82,28 @@ def test_clean_values_equal_a_direct_evaluation(split):
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, before[name])
     assert rec["models"]["BPR-MF"]["sweep"]["FGSM"]["nDCG"] == []
+
+
+def test_mean_scores_equal_a_masked_reference(split):
+    from advrec.experiments.msap import Measure, load_data
+
+    inter, sp = split
+    data = load_data(MSAPConfig())
+    model = MF(inter.n_users, inter.n_items, dim=8, init_std=0.5, seed=1)
+    users = np.array([0, 5, 17, 942])
+    delta = {"item": torch.randn(inter.n_items, 8, generator=torch.Generator().manual_seed(0))}
+    user_mean, item_mean = Measure(data, 10).mean_scores(model, users, delta)
+    scores = model.full_scores(torch.as_tensor(users), delta).detach().double().numpy()
+    seen = np.zeros(scores.shape, dtype=bool)
+    for part in (sp.train, sp.valid):
+        for r, u in enumerate(users):
+            seen[r, part.item[part.user == u]] = True
+    masked = np.where(seen, np.nan, scores)
+    np.testing.assert_allclose(user_mean, np.nanmean(masked, axis=1), rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # all-NaN columns: nanmean warns; mean_scores gives NaN there too
+        expected = np.nanmean(masked, axis=0)
+    np.testing.assert_allclose(item_mean, expected, rtol=1e-12)  # NaN where no user has the item as a candidate
 
 
 def test_pretrained_must_match(split):

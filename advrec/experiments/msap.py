@@ -188,6 +188,7 @@ class Measure:
     def __init__(self, data: MSAPData, k: int):
         self.split, self.groups, self.k = data.split, data.groups, k
         self.exclude = (data.split.train, data.split.valid)
+        self.seen = D.exclusion_csr(*self.exclude)
         test_indptr, self.test_items = data.split.test.to_csr()
         self.test_counts = np.diff(test_indptr)
 
@@ -204,29 +205,49 @@ class Measure:
     def light(self, model, delta=None) -> Dict[str, float]:
         return self._metrics(self._evaluate(model, delta))
 
+    def mean_scores(self, model, users: np.ndarray, delta=None) -> Tuple[np.ndarray, np.ndarray]:
+        """Mean predicted score of each user over their candidate items and of each item over the
+        users it is a candidate for (training and validation items are not candidates), scored in
+        tiles of 1024 users: the per-user and per-item values MADr compares between groups."""
+        n_items = self.split.test.n_items
+        user_mean = np.zeros(len(users))
+        item_sum, item_count = np.zeros(n_items), np.zeros(n_items)
+        for start in range(0, len(users), 1024):
+            tile = users[start:start + 1024]
+            with torch.no_grad():
+                scores = model.full_scores(torch.as_tensor(tile), delta).detach().cpu().double().numpy()
+            lo, hi = self.seen[0][tile], self.seen[0][tile + 1]
+            counts = hi - lo
+            rows = np.repeat(np.arange(len(tile)), counts)
+            cols = self.seen[1][np.repeat(lo - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())]
+            candidate = np.ones(scores.shape, dtype=bool)
+            candidate[rows, cols] = False
+            scores = np.where(candidate, scores, 0.0)
+            user_mean[start:start + len(tile)] = scores.sum(1) / np.maximum(candidate.sum(1), 1)
+            item_sum += scores.sum(0)
+            item_count += candidate.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return user_mean, np.where(item_count > 0, item_sum / np.maximum(item_count, 1), np.nan)
+
     def full(self, model, delta=None) -> Dict[str, Any]:
         res = self._evaluate(model, delta)
         k = self.k
         truth = (np.r_[0, np.cumsum(self.test_counts[res.users])].astype(np.int64), self.test_items)
         per_item = per_item_ndcg(res.topk, truth, self.split.test.n_items, k)
         per_user = res.per_user[f"nDCG@{k}"]
-        topk = np.asarray(res.topk[:, :k])
-        with torch.no_grad():
-            scores = model.score(torch.as_tensor(res.users), torch.as_tensor(np.maximum(topk, 0)), delta)
-        scores = np.where(topk >= 0, scores.detach().cpu().double().numpy(), np.nan)
+        user_scores, item_scores = self.mean_scores(model, res.users, delta)
         tables: Dict[str, Any] = {}
         for name, groups in self.groups.items():
             n = len(groups.names)
             if name == "item_pop":
                 by_group = group_means(per_item, groups.labels, n)
                 fair = item_fairness(per_item, groups.labels, favoured=FAVOURED[name], n_groups=n)
-                listed = topk >= 0
-                fair["MADr"] = mad_rating(scores[listed], groups.labels[topk[listed]], n)
+                fair["MADr"] = mad_rating(item_scores, groups.labels, n)
             else:
                 user_labels = groups.labels[res.users]
                 by_group = group_means(per_user, user_labels, n)
                 fair = user_fairness(res, groups.labels, metric=f"nDCG@{k}", favoured=FAVOURED[name], n_groups=n)
-                fair["MADr"] = mad_rating(scores, user_labels, n)
+                fair["MADr"] = mad_rating(user_scores, user_labels, n)
             tables[name] = {"nDCG": [float(v) for v in by_group], **{m: float(v) for m, v in fair.items()}}
         return {"metrics": self._metrics(res), "groups": tables}
 

@@ -155,7 +155,8 @@ def render_text(result: MSAPResult, markdown: bool = False) -> str:
     for grouping in GROUPINGS:
         if grouping in result.group_names:
             out += [f"Fairness over {GROUPING_TITLES[grouping]} groups {list(result.group_names[grouping])} "
-                    f"(Table 3; GCE beta=2 on nDCG@{cfg.k}, 0 = fair; MADr on top-{cfg.k} scores, MADR on nDCG)",
+                    f"(Table 3; GCE beta=2 on nDCG@{cfg.k}, 0 = fair, -inf = a favoured group gets nothing; "
+                    f"MADr on mean predicted scores, MADR on nDCG@{cfg.k})",
                     format_table(table3(result, grouping), markdown=markdown), ""]
     if cfg.sweep_eps:
         out += [f"nDCG@{cfg.k} against eps, BIM/PGD {cfg.sweep_steps} iterations (Figure 2)",
