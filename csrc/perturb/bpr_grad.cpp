@@ -25,17 +25,12 @@
 #include <vector>
 
 #include "common.h"
+#include "simd.h"
 
 #ifdef ADVREC_OPENMP
 #include <omp.h>
 #endif
 
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#define ADVREC_BPR_X86 1
-#define ADVREC_INLINE inline __attribute__((always_inline))
-#else
-#define ADVREC_INLINE inline
-#endif
 
 namespace advrec {
 
@@ -154,24 +149,15 @@ void scatter_slice(ADVREC_SCATTER_ARGS) {
   scatter_slice_body<W>(ADVREC_SCATTER_PASS);
 }
 
-#ifdef ADVREC_BPR_X86
-__attribute__((target("avx2"))) double coef_block_avx2(ADVREC_COEF_ARGS) {
+#ifdef ADVREC_X86_DISPATCH
+ADVREC_TARGET_AVX2 double coef_block_avx2(ADVREC_COEF_ARGS) {
   return coef_block_body(P, Q, dim, users, pos, neg, k0, k1, n, coef);
 }
 template <int W>
-__attribute__((target("avx2"))) void scatter_slice_avx2(ADVREC_SCATTER_ARGS) {
+ADVREC_TARGET_AVX2 void scatter_slice_avx2(ADVREC_SCATTER_ARGS) {
   scatter_slice_body<W>(ADVREC_SCATTER_PASS);
 }
 
-bool cpu_has_avx2() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return has;
-}
-#else
-bool cpu_has_avx2() { return false; }
 #endif
 
 using CoefFn = double (*)(ADVREC_COEF_ARGS);
@@ -179,7 +165,7 @@ using ScatterFn = void (*)(ADVREC_SCATTER_ARGS);
 
 template <int W>
 ScatterFn pick_scatter(bool avx2) {
-#ifdef ADVREC_BPR_X86
+#ifdef ADVREC_X86_DISPATCH
   if (avx2) return &scatter_slice_avx2<W>;
 #else
   (void)avx2;
@@ -196,7 +182,7 @@ double mf_bpr_gradient_cpu(const float* P, int64_t n_users, const float* Q, int6
                            const int64_t* neg, int64_t n, float* gP, float* gQ, bool portable) {
   const bool avx2 = !portable && cpu_has_avx2();
   CoefFn coef_fn = &coef_block;
-#ifdef ADVREC_BPR_X86
+#ifdef ADVREC_X86_DISPATCH
   if (avx2) coef_fn = &coef_block_avx2;
 #endif
 
