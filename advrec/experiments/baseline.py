@@ -21,8 +21,10 @@ METRIC_COLUMNS = ("HR@10", "nDCG@10", "Recall@10", "MRR@10", "AUC", "ItemCoverag
 
 
 @dataclass
-class BaselineConfig:
-    """Defaults chosen on the validation split (see README): Adam, lr 1e-3, per-batch L2 1e-4,
+class BPRSettings:
+    """How BPR-MF is trained here (the baseline, and the model the MSAP experiment attacks).
+
+    Defaults chosen on the validation split (see README): Adam, lr 1e-3, per-batch L2 1e-4,
     early stopping on validation nDCG@20 with patience 40 (nDCG@10 of one held-out item per user
     is too noisy to stop on). One torch thread: measured no slower than two for a model this small."""
 
@@ -36,6 +38,12 @@ class BaselineConfig:
     patience: int = 40
     valid_metric: str = "nDCG@20"
     threads: Optional[int] = 1
+
+
+@dataclass
+class BaselineConfig(BPRSettings):
+    """The baseline run: Pop and BPR-MF (``BPRSettings``), evaluated at ``k``."""
+
     seed: int = 0
     k: Tuple[int, ...] = (10,)
     sampled_negatives: Optional[int] = None  # also run the sampled protocol with this many negatives

@@ -36,6 +36,7 @@ from ..evaluation.groups import Groups, item_popularity_groups, user_activity_gr
 from ..metrics import group_means, item_fairness, mad_rating, per_item_ndcg, user_fairness
 from ..models import MF, Random
 from ..training import Trainer, train_amf
+from .baseline import BPRSettings
 
 #: Table 1 columns: our metric name -> the paper's.
 TABLE1_METRICS = ("PR", "RE", "nDCG", "EFD", "SE", "ICov")
@@ -47,25 +48,17 @@ FAVOURED = {"item_pop": (0, 3), "user_gender": (0, 1), "user_activity": (0, 3)}
 
 
 @dataclass
-class MSAPConfig:
+class MSAPConfig(BPRSettings):
     """MSAP's attack settings (eps 0.5, step eps/4, L up to 150, eps swept over 0.001..10 at L=25,
-    k=10); APR's AMF (eps 0.5, lambda 1). BPR-MF uses the baseline's settings chosen on the
-    validation split (Adam, lr 1e-3, batch 2048, early stopping) rather than MSAP's 2,000 fixed
-    epochs of lr 0.05, batch 512: on ML-100K those overfit. AMF continues from the trained BPR-MF
-    (MSAP: from BPR-MF's epoch 1,000) with the same optimiser and early stopping."""
+    k=10); APR's AMF (eps 0.5, lambda 1). BPR-MF is trained with the baseline's settings
+    (``BPRSettings``: Adam, lr 1e-3, batch 2048, early stopping on the validation split), the ones
+    tuned for this library, not MSAP's 2,000 fixed epochs at lr 0.05 with batch 512 (not tried
+    here). AMF continues from the trained BPR-MF (MSAP: from BPR-MF's epoch 1,000) with the same
+    optimiser and early stopping."""
 
-    dataset: str = "ml-100k"
     data_path: Optional[str] = None       # a file/directory you have (ML-1M, Last.fm, ...) instead
     data_format: Optional[str] = None     # its advrec.data.load_file format (None: guessed)
     seeds: Tuple[int, ...] = (0, 1, 2)
-    dim: int = 64
-    init_std: float = 0.05
-    lr: float = 1e-3
-    l2: float = 1e-4
-    batch_size: int = 2048
-    epochs: int = 300
-    patience: int = 40
-    valid_metric: str = "nDCG@20"
     amf_epochs: int = 300
     amf_patience: int = 40
     amf_eps: float = 0.5
@@ -79,7 +72,6 @@ class MSAPConfig:
     sweep_steps: int = 25
     accept_steps: int = 25                # BIM/PGD iterations of the acceptance check against FGSM
     k: int = 10
-    threads: Optional[int] = 1            # torch threads for training (the baseline's choice)
     progress: Optional[bool] = None
 
     @classmethod

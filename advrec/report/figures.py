@@ -6,7 +6,7 @@ can be redrawn from a saved report without re-running anything.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 
 def _pyplot():
@@ -18,6 +18,18 @@ def _pyplot():
     matplotlib.use("Agg")  # files only; never open a window
     import matplotlib.pyplot as plt
     return plt
+
+
+def _finish(fig, ax, path: Path, title: str, xlabel: str, ylabel: str, legend_loc: str = "best") -> Path:
+    """Title, axis labels, legend; write the PNG and free the figure."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc=legend_loc)
+    fig.tight_layout()
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return Path(path)
 
 
 def have_matplotlib() -> bool:
@@ -36,15 +48,8 @@ def line_chart(path: Path, x: Sequence[float], series: Mapping[str, Sequence[flo
     for name, ys in series.items():
         ys = [100 * v for v in ys] if percent else list(ys)
         ax.plot(list(x), ys, marker="o", markersize=3, label=name)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel + (" (%)" if percent else ""))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, ax, path, title, xlabel, ylabel + (" (%)" if percent else ""))
 
 
 def stacked_shares(path: Path, x: Sequence[float], robust: Sequence[float],
@@ -60,14 +65,7 @@ def stacked_shares(path: Path, x: Sequence[float], robust: Sequence[float],
     ax.fill_between(x, r, [100 - v for v in nr], color="white", label="unknown")
     ax.set_xlim(min(x), max(x))
     ax.set_ylim(0, 100)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("instances (%)")
-    ax.legend(fontsize=8, loc="center right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, ax, path, title, xlabel, "instances (%)", legend_loc="center right")
 
 
 def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequence[float]], *,
@@ -82,19 +80,12 @@ def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequenc
         ax.bar(xs, [100 * v for v in ys] if percent else list(ys), width=width, label=name)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(list(groups))
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel + (" (%)" if percent else ""))
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, ax, path, title, xlabel, ylabel + (" (%)" if percent else ""))
 
 
 def curves(path: Path, series: Mapping[str, tuple], *, title: str, xlabel: str, ylabel: str,
-           hlines: Mapping[str, float] = {}, logx: bool = False) -> Path:
+           hlines: Optional[Mapping[str, float]] = None, logx: bool = False) -> Path:
     """Lines with an optional band, e.g. a metric over attack iterations (mean ± std over seeds).
 
     ``series[name] = (x, y)`` or ``(x, y, spread)``: the band is y ± spread. ``hlines[name]`` draws
@@ -109,16 +100,9 @@ def curves(path: Path, series: Mapping[str, tuple], *, title: str, xlabel: str, 
             ax.fill_between(x, [a - b for a, b in zip(y, s)], [a + b for a, b in zip(y, s)],
                             color=line.get_color(), alpha=0.2, linewidth=0)
     styles = ("--", ":", "-.")
-    for i, (name, value) in enumerate(hlines.items()):
+    for i, (name, value) in enumerate((hlines or {}).items()):
         ax.axhline(float(value), linestyle=styles[i % len(styles)], color=f"C{len(series) + i}", label=name)
     if logx:
         ax.set_xscale("log")
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, ax, path, title, xlabel, ylabel)
