@@ -260,46 +260,63 @@ def _bar(total: int, desc: str, show: bool):
     return tqdm(total=total, desc=desc, disable=not show, leave=False, file=sys.stderr)
 
 
+def _curve(model, attack, batch, measure: Measure, config: MSAPConfig, clean: Dict[str, Any],
+           bar) -> Tuple[Dict[str, List[float]], Dict[str, Any]]:
+    """Figure 1: the light metrics after every ``curve_every``-th iteration (and at
+    ``accept_steps``), starting from the clean values; the full measure after the last one."""
+    curve: Dict[str, List[float]] = {"step": [0], **{m: [v] for m, v in clean["metrics"].items()}}
+    final: Dict[str, Any] = {}
+    for step, delta in attack.steps_iter(batch):
+        if step == config.steps:
+            final = measure.full(model, delta)
+            values: Optional[Dict[str, float]] = final["metrics"]
+        elif step % config.curve_every == 0 or step == config.accept_steps:
+            values = measure.light(model, delta)
+        else:
+            values = None
+        if values is not None:
+            curve["step"].append(step)
+            for m, v in values.items():
+                curve[m].append(v)
+        bar.update(1)
+    return curve, final
+
+
+def _sweep(model, batch, measure: Measure, config: MSAPConfig, seed: int, bar) -> Dict[str, Dict[str, List[float]]]:
+    """Figure 2: nDCG and ICov of every attack at each eps of ``sweep_eps`` (``sweep_steps``
+    iterations; a given ``alpha`` stays the same share of the budget)."""
+    norm = config.norm
+    sweep: Dict[str, Dict[str, List[float]]] = {a: {"nDCG": [], "ICov": []} for a in ("random", *ATTACKS)}
+    for e in config.sweep_eps:
+        a = None if config.alpha is None else config.alpha * e / config.eps
+        deltas = {"random": RandomNoise(model, e, norm=norm, seed=seed)(batch),
+                  "FGSM": FGSM(model, e, norm=norm)(batch),
+                  "BIM": BIM(model, e, a, config.sweep_steps, norm=norm)(batch),
+                  "PGD": PGD(model, e, a, config.sweep_steps, seed=seed, norm=norm)(batch)}
+        for attack_name, delta in deltas.items():
+            values = measure.light(model, delta)
+            sweep[attack_name]["nDCG"].append(values["nDCG"])
+            sweep[attack_name]["ICov"].append(values["ICov"])
+        bar.update(1)
+    return sweep
+
+
 def _attack_model(model, batch, measure: Measure, config: MSAPConfig, seed: int, show: bool,
                   name: str) -> Dict[str, Any]:
+    """Every condition, curve and sweep point of one model (clean, random noise, FGSM, BIM, PGD)."""
     eps, norm, alpha = config.eps, config.norm, config.alpha
-    out: Dict[str, Any] = {"conditions": {}, "curves": {}, "sweep": {}}
+    out: Dict[str, Any] = {"conditions": {}, "curves": {}}
     clean = measure.full(model)
     out["conditions"]["clean"] = clean
     out["conditions"]["random"] = measure.full(model, RandomNoise(model, eps, norm=norm, seed=seed)(batch))
     out["conditions"]["FGSM"] = measure.full(model, FGSM(model, eps, norm=norm)(batch))
     for attack_name, attack in (("BIM", BIM(model, eps, alpha, config.steps, norm=norm)),
                                 ("PGD", PGD(model, eps, alpha, config.steps, seed=seed, norm=norm))):
-        curve = {"step": [0], **{m: [clean["metrics"][m]] for m in clean["metrics"]}}
         with _bar(config.steps, f"seed {seed} {name} {attack_name}", show) as bar:
-            for step, delta in attack.steps_iter(batch):
-                if step == config.steps:
-                    final = measure.full(model, delta)
-                    out["conditions"][attack_name], values = final, final["metrics"]
-                elif step % config.curve_every == 0 or step == config.accept_steps:
-                    values = measure.light(model, delta)
-                else:
-                    values = None
-                if values is not None:
-                    curve["step"].append(step)
-                    for m, v in values.items():
-                        curve[m].append(v)
-                bar.update(1)
-        out["curves"][attack_name] = curve
-    sweep: Dict[str, Dict[str, List[float]]] = {a: {"nDCG": [], "ICov": []} for a in ("random", *ATTACKS)}
+            out["curves"][attack_name], out["conditions"][attack_name] = _curve(
+                model, attack, batch, measure, config, clean, bar)
     with _bar(len(config.sweep_eps), f"seed {seed} {name} eps sweep", show) as bar:
-        for e in config.sweep_eps:
-            a = None if alpha is None else alpha * e / eps  # keep the step a fixed share of the budget
-            deltas = {"random": RandomNoise(model, e, norm=norm, seed=seed)(batch),
-                      "FGSM": FGSM(model, e, norm=norm)(batch),
-                      "BIM": BIM(model, e, a, config.sweep_steps, norm=norm)(batch),
-                      "PGD": PGD(model, e, a, config.sweep_steps, seed=seed, norm=norm)(batch)}
-            for attack_name, delta in deltas.items():
-                values = measure.light(model, delta)
-                sweep[attack_name]["nDCG"].append(values["nDCG"])
-                sweep[attack_name]["ICov"].append(values["ICov"])
-            bar.update(1)
-    out["sweep"] = sweep
+        out["sweep"] = _sweep(model, batch, measure, config, seed, bar)
     return out
 
 
