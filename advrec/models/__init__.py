@@ -4,7 +4,8 @@ from .fm import FM
 from .mf import MF
 from .pop import Pop
 from .random import Random
+from .vbpr import DUIF, VBPR
 
 MODELS = {"MF": MF, "Pop": Pop, "FM": FM, "Random": Random}
 
-__all__ = ["Recommender", "MF", "Pop", "FM", "Random", "MODELS"]
+__all__ = ["Recommender", "MF", "Pop", "FM", "Random", "VBPR", "DUIF", "MODELS"]

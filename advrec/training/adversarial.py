@@ -94,3 +94,21 @@ def train_amf(model: Recommender, train, *, eps: float = 0.5, lam: float = 1.0, 
         raise ValueError(f"attack must be one of {sorted(ATTACKS)} or an Attack instance, got {attack!r}")
     trainer = Trainer(epochs=epochs, loss_fn=AdversarialRegularizer(adversary, lam), **trainer_kwargs)
     return trainer.fit(model, train, validator)
+
+
+def train_amr(model: Recommender, train, *, eps: float = 0.1, lam: float = 1.0, epochs: int = 100,
+              optimizer: str = "adagrad", batch_size: int = 512, validator: Optional[Validator] = None,
+              **trainer_kwargs) -> History:
+    """AMR (Tang et al. 2020): train a pretrained VBPR further with the adversarial regulariser on
+    its content features (``"feature"``): FGSM with each item row's gradient L2-normalised to
+    ``eps``, recomputed for every mini-batch; the positive and the negative item's features are
+    both perturbed, since both appear in the BPR loss. Defaults follow the paper (Adagrad,
+    mini-batches of 512); ``eps`` and ``lam`` are the ones to tune. Remaining keyword arguments go
+    to ``Trainer`` (``lr``, ``l2``, ``seed``, ``patience``, ...).
+    """
+    if "feature" not in model.perturbable():
+        raise ValueError(f"AMR perturbs content features; {type(model).__name__} has no perturbable 'feature' "
+                         f"(its perturbable tensors are {sorted(model.perturbable())})")
+    attack = FGSM(model, eps, targets="feature", norm="l2")
+    return train_amf(model, train, lam=lam, epochs=epochs, attack=attack, optimizer=optimizer,
+                     batch_size=batch_size, validator=validator, **trainer_kwargs)
