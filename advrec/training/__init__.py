@@ -1,6 +1,7 @@
 """Training loop and defenses."""
 from .adversarial import AdversarialRegularizer, train_amf, train_amr
 from .checkpoint import load_checkpoint, save_checkpoint
+from .eals import fit_eals
 from .classifier import ClassifierHistory, ClassifierTrainer, accuracy, evaluate, predict
 from .fm_robust import FMRobustLoss
 from .rfm import rfm_loss
@@ -8,4 +9,4 @@ from .trainer import History, Trainer
 
 __all__ = ["Trainer", "History", "save_checkpoint", "load_checkpoint", "ClassifierTrainer",
            "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss", "FMRobustLoss",
-           "AdversarialRegularizer", "train_amf", "train_amr"]
+           "AdversarialRegularizer", "train_amf", "train_amr", "fit_eals"]
