@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.fields import InstanceMatrix
-from .trainer import EpochLog
+from .trainer import EpochLog, restore_best
 
 __all__ = ["ClassifierTrainer", "ClassifierHistory", "accuracy", "predict", "evaluate",
            "ClassifierLossFn"]
@@ -200,12 +200,7 @@ class ClassifierTrainer:
                 history.stopped_early = True
                 break
         bar.close()
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        else:
-            history.best_epoch = history.epochs - 1
-        model.eval()
-        return history
+        return restore_best(model, history, best_state)
 
 
 def _gather(indptr: torch.Tensor, indices: torch.Tensor, lengths: torch.Tensor,

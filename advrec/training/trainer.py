@@ -35,6 +35,18 @@ class EpochLog:
         return float(sum(self.seconds))
 
 
+def restore_best(model: torch.nn.Module, history: "EpochLog",
+                 best_state: Optional[Dict[str, torch.Tensor]]) -> "EpochLog":
+    """End of an early-stopped fit: load the best weights (or, with no validation, call the last
+    epoch the best) and leave the model in eval mode; returns ``history``."""
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        history.best_epoch = history.epochs - 1
+    model.eval()
+    return history
+
+
 @dataclass
 class History(EpochLog):
     """Per-epoch record of a fit: loss, validation metric, seconds; and the best epoch kept."""
@@ -166,9 +178,4 @@ class Trainer:
                 history.stopped_early = True
                 break
         bar.close()
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        else:
-            history.best_epoch = history.epochs - 1
-        model.eval()
-        return history
+        return restore_best(model, history, best_state)
