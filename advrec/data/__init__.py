@@ -10,7 +10,7 @@ from .interactions import Interactions, exclusion_csr
 from .preprocess import binarize, deduplicate, implicit, k_core, remap
 from .readers import (LibFMData, read_amazon, read_csv, read_lastfm, read_libfm, read_ml1m,
                       read_ml100k)
-from .splits import Split, leave_one_out, ratio_split
+from .splits import ColdSplit, Split, cold_item_split, leave_one_out, ratio_split
 
 # sampling (BPR triples) lives in advrec/data/sampling.py, owned elsewhere
 
@@ -18,7 +18,7 @@ __all__ = [
     "Interactions", "Dataset", "Split", "load", "available", "load_file", "register", "readers",
     "read_ml100k", "read_ml1m", "read_lastfm", "read_libfm", "read_amazon", "read_csv",
     "LibFMData", "FormatError", "binarize", "implicit", "k_core", "remap", "deduplicate",
-    "leave_one_out", "ratio_split", "exclusion_csr",
+    "leave_one_out", "ratio_split", "cold_item_split", "ColdSplit", "exclusion_csr",
     "Field", "FieldEncoder", "FMData", "InstanceMatrix", "Ragged", "libfm_fm", "ml100k_fm",
     "load_item_features", "ml100k_text_features", "item_texts",
 ]

@@ -3,10 +3,14 @@
 A numba loop: rejection sampling against each user's sorted positives is branchy per-element
 work that numpy cannot vectorise without materialising retries, and it must be fast (an epoch
 of 1M triples in well under a second).
+
+Negatives can be restricted to a set of candidate items (``candidates``): AMR's cold-start
+protocol keeps cold test items out of training entirely, negatives included, so that training
+never learns that those items exist.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numba
 import numpy as np
@@ -42,6 +46,39 @@ def _draw_negatives(users, indptr, indices, n_items, seed):
 
 
 @numba.njit(cache=True, nogil=True)
+def _draw_negatives_from(users, indptr, indices, candidates, seed):
+    """As _draw_negatives, drawing an index into the sorted ``candidates`` instead of an item."""
+    np.random.seed(seed)
+    out = np.empty(users.shape[0], dtype=np.int64)
+    n_candidates = candidates.shape[0]
+    for t in range(users.shape[0]):
+        u = users[t]
+        row = indices[indptr[u]:indptr[u + 1]]
+        while True:
+            j = candidates[np.random.randint(0, n_candidates)]
+            if not _contains_sorted(row, j):
+                out[t] = j
+                break
+    return out
+
+
+def _check_candidates(candidates, n_items: int) -> np.ndarray:
+    """Sorted unique int64 copy of ``candidates`` (duplicates are dropped: the draw is uniform
+    over distinct items either way)."""
+    arr = np.asarray(candidates)
+    if arr.ndim != 1:
+        raise ValueError(f"candidates must be a 1-D array of item ids, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("candidates must not be empty: no item could be drawn as a negative")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"candidates must be an integer array of item ids, got dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= n_items:
+        raise ValueError(f"candidates must lie in [0, n_items={n_items}), "
+                         f"got range [{arr.min()}, {arr.max()}]")
+    return np.unique(arr.astype(np.int64))
+
+
+@numba.njit(cache=True, nogil=True)
 def _draw_positions(n_positions, n, seed):
     np.random.seed(seed)
     out = np.empty(n, dtype=np.int64)
@@ -55,9 +92,16 @@ class BPRSampler:
 
     Two samplers built with the same seed yield the same sequence of batches. Users whose every
     item is a positive cannot get a negative; they are rejected at construction.
+
+    ``candidates``: optional 1-D integer array of the item ids negatives may be drawn from
+    (uniform over the candidates that are not the user's positives); duplicates are dropped,
+    and a user whose positives include every candidate is rejected at construction. Positives
+    need not be candidates. ``None`` draws from all items, exactly as before the option existed
+    (same seed, same triples).
     """
 
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int = 0):
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, n_items: int, seed: int = 0,
+                 candidates: Optional[np.ndarray] = None):
         indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         indices = np.ascontiguousarray(indices, dtype=np.int64)
         if indptr.ndim != 1 or indptr.shape[0] < 1 or indptr[0] != 0:
@@ -78,6 +122,16 @@ class BPRSampler:
         if full.size:
             raise ValueError(f"{full.size} user(s) interacted with every item (e.g. user {full[0]}): "
                              "no negative item exists for them")
+        if candidates is not None:
+            candidates = _check_candidates(candidates, int(n_items))
+            at = np.minimum(np.searchsorted(candidates, indices), candidates.shape[0] - 1)
+            covered = np.bincount(row_of[candidates[at] == indices], minlength=indptr.shape[0] - 1)
+            full = np.flatnonzero(covered >= candidates.shape[0])
+            if full.size:
+                raise ValueError(f"{full.size} user(s) interacted with every one of the "
+                                 f"{candidates.shape[0]} candidates (e.g. user {full[0]}): no "
+                                 "negative item exists for them")
+        self.candidates: Optional[np.ndarray] = candidates
         self.indptr, self.indices, self.n_items = indptr, indices, int(n_items)
         self._users_of_position = row_of.astype(np.int64)
         self._rng = np.random.default_rng(seed)
@@ -92,7 +146,12 @@ class BPRSampler:
     def _triples_at(self, positions: np.ndarray) -> Triples:
         users = self._users_of_position[positions]
         pos = self.indices[positions]
-        neg = _draw_negatives(users, self.indptr, self.indices, np.int64(self.n_items), self._next_seed())
+        if self.candidates is None:
+            neg = _draw_negatives(users, self.indptr, self.indices, np.int64(self.n_items),
+                                  self._next_seed())
+        else:
+            neg = _draw_negatives_from(users, self.indptr, self.indices, self.candidates,
+                                       self._next_seed())
         return users, pos, neg
 
     def epoch(self) -> Triples:

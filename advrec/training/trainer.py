@@ -59,6 +59,18 @@ class History(EpochLog):
     stopped_early: bool = False
 
 
+def _check_negative_items(items) -> np.ndarray:
+    """Shape, dtype and sign checked here; the upper bound (n_items) is checked at fit."""
+    arr = np.asarray(items)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"negative_items must be a non-empty 1-D array of item ids, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"negative_items must be an integer array of item ids, got dtype {arr.dtype}")
+    if arr.min() < 0:
+        raise ValueError(f"negative_items must be >= 0, got {arr.min()}")
+    return np.unique(arr.astype(np.int64))
+
+
 class Trainer:
     """Trains a model on BPR triples drawn from the training interactions.
 
@@ -67,6 +79,11 @@ class Trainer:
     delta*)``), to which ``l2 * model.l2_penalty(batch)`` is added; ``validator(model) -> float`` (higher is better)
     drives early stopping: training stops after ``patience`` epochs without improvement and the
     best weights are restored. Same ``seed``, same numbers.
+
+    ``negative_items``: optional 1-D integer array of the item ids negatives may be drawn from
+    (the sampler's ``candidates``; duplicates are ignored). AMR's cold-start protocol needs it:
+    cold test items must not be negatives either, or training learns that they exist
+    (``advrec.data.cold_item_split(...).warm_items``). ``None``: every item, as before.
     """
 
     def __init__(
@@ -84,6 +101,7 @@ class Trainer:
         progress: Optional[bool] = None,
         loss_fn: Optional[LossFn] = None,
         threads: Optional[int] = None,
+        negative_items: Optional[np.ndarray] = None,
     ):
         if optimizer.lower() not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
@@ -99,6 +117,8 @@ class Trainer:
             raise ValueError(f"lr must be > 0, got {lr}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        if negative_items is not None:
+            negative_items = _check_negative_items(negative_items)
         self.optimizer_name = optimizer.lower()
         self.lr, self.epochs, self.batch_size = float(lr), epochs, batch_size
         self.l2, self.weight_decay = float(l2), float(weight_decay)
@@ -107,6 +127,7 @@ class Trainer:
         self.progress = progress
         self.loss_fn = loss_fn
         self.threads = threads
+        self.negative_items: Optional[np.ndarray] = negative_items
 
     def fit(self, model: Recommender, train, validator: Optional[Validator] = None) -> History:
         """Train ``model`` in place on ``train`` (an ``advrec.data.Interactions``).
@@ -129,10 +150,19 @@ class Trainer:
                              f"was built for {model.n_users} x {model.n_items}")
         if len(train) == 0:
             raise ValueError("train has no interactions")
+        if self.negative_items is not None and self.negative_items.max() >= train.n_items:
+            raise ValueError(f"negative_items must lie in [0, n_items={train.n_items}) of train, "
+                             f"got max {self.negative_items.max()}")
+        indptr, indices = train.to_csr()
+        try:
+            sampler = BPRSampler(indptr, indices, train.n_items, seed=self.seed,
+                                 candidates=self.negative_items)
+        except ValueError as e:
+            if "candidates" not in str(e):
+                raise
+            raise ValueError(f"negative_items (the sampler's candidates): {e}") from None
         torch.manual_seed(self.seed)
         model.to(self.device)
-        indptr, indices = train.to_csr()
-        sampler = BPRSampler(indptr, indices, train.n_items, seed=self.seed)
         opt = OPTIMIZERS[self.optimizer_name](model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         history = History()
         best_state: Optional[Dict[str, torch.Tensor]] = None
