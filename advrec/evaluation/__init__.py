@@ -12,7 +12,7 @@ from .groups import (
     user_gender_groups,
     users_by_activity,
 )
-from .protocols import PROTOCOLS, evaluate, sample_negatives
+from .protocols import PROTOCOLS, SampledCases, case_ranks, evaluate, sample_negatives, sampled_cases
 from .result import EvalResult
 from .validation import validator
 
@@ -22,13 +22,16 @@ __all__ = [
     "TAIL",
     "EvalResult",
     "Groups",
+    "SampledCases",
     "attribute_groups",
+    "case_ranks",
     "evaluate",
     "exposure_by_group",
     "item_popularity_groups",
     "items_by_popularity",
     "quantile_groups",
     "sample_negatives",
+    "sampled_cases",
     "user_activity_groups",
     "user_gender_groups",
     "users_by_activity",

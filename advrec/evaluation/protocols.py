@@ -12,6 +12,7 @@ interacted with (``exclude``) nor holds in ``test``.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -58,17 +59,7 @@ def evaluate(
     user's value is the mean over their cases. Beyond-accuracy metrics need the full protocol.
     """
     ks = _check_args(model, test, k, protocol, n_negatives, seed, batch_size, popularity)
-    parts = (exclude,) if hasattr(exclude, "to_csr") else tuple(exclude)
-    for j, part in enumerate(parts):
-        if (part.n_users, part.n_items) != (test.n_users, test.n_items):
-            raise ValueError(f"exclude[{j}] is {part.n_users}x{part.n_items}, test is {test.n_users}x{test.n_items}")
-    test_csr = test.to_csr()
-    if parts:
-        from ..data import exclusion_csr
-
-        seen = exclusion_csr(*parts)
-    else:
-        seen = (np.zeros(test.n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    test_csr, seen = test.to_csr(), _seen(test, exclude)
     masked, n_overlap = _without_targets(seen, test_csr, test.n_items)
     if n_overlap:
         report(f"evaluate: {n_overlap} test (user, item) pairs also appear in exclude; "
@@ -80,6 +71,19 @@ def evaluate(
         result = _sampled(model, test, test_csr, seen, ks, n_negatives, seed, batch_size, delta, show)
     result.info["n_test_excluded_overlap"] = n_overlap
     return result
+
+
+def _seen(test: Any, exclude: Union[Any, Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The user -> excluded items CSR of ``exclude`` (one Interactions or a sequence of them)."""
+    parts = (exclude,) if hasattr(exclude, "to_csr") else tuple(exclude)
+    for j, part in enumerate(parts):
+        if (part.n_users, part.n_items) != (test.n_users, test.n_items):
+            raise ValueError(f"exclude[{j}] is {part.n_users}x{part.n_items}, test is {test.n_users}x{test.n_items}")
+    if not parts:
+        return np.zeros(test.n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    from ..data import exclusion_csr
+
+    return exclusion_csr(*parts)
 
 
 def _check_args(model, test, k, protocol, n_negatives, seed, batch_size, popularity) -> tuple[int, ...]:
@@ -224,36 +228,89 @@ def _tie_expected(greater: np.ndarray, equal: np.ndarray, k: int) -> dict[str, n
     }
 
 
+@dataclass(frozen=True, eq=False)
+class SampledCases:
+    """The cases of the sampled protocol: per case its user, the target in column 0 of ``items``
+    followed by its negatives (padding repeats the target), and how many negatives it has."""
+
+    user: np.ndarray    # [n_cases] int64
+    items: np.ndarray   # [n_cases, 1 + n_negatives] int64
+    n_neg: np.ndarray   # [n_cases] int64
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+
+def sampled_cases(test: Any, exclude: Union[Any, Sequence[Any]] = (), n_negatives: int = 999,
+                  seed: int = 0) -> SampledCases:
+    """The candidates ``evaluate(protocol="sampled", seed=seed)`` ranks, drawn once: an experiment
+    that scores one model under many perturbations ranks every one against the same negatives."""
+    if isinstance(n_negatives, bool) or not isinstance(n_negatives, (int, np.integer)) or n_negatives < 1:
+        raise ValueError(f"n_negatives must be a positive int, got {n_negatives!r}")
+    drawer = _CaseDrawer(test.to_csr(), _seen(test, exclude), test.n_items, n_negatives, seed)
+    return drawer.draw(0, len(drawer.case_user))
+
+
+class _CaseDrawer:
+    """Draws the cases tile by tile from one generator, so a tiled evaluation and a single draw
+    of every case (``sampled_cases``) give the same negatives without holding them all at once."""
+
+    def __init__(self, test_csr, seen, n_items: int, n_negatives: int, seed: int):
+        self.test_csr, self.seen, self.n_items, self.n_negatives = test_csr, seen, n_items, n_negatives
+        self.case_user = row_ids(test_csr[0]).astype(np.int64)
+        self.rng = np.random.default_rng(seed)
+        self._user, self._forbidden = -1, np.zeros(0, dtype=np.int64)
+
+    def draw(self, start: int, stop: int) -> SampledCases:
+        """Cases ``start:stop``; tiles must be drawn in order."""
+        cu = self.case_user[start:stop]
+        items = np.repeat(self.test_csr[1][start:stop, None], 1 + self.n_negatives, axis=1)
+        n_neg = np.zeros(len(cu), dtype=np.int64)
+        seen, test_csr = self.seen, self.test_csr
+        for j, u in enumerate(cu):
+            if u != self._user:
+                own = slice(seen[0][u], seen[0][u + 1])
+                mine = slice(test_csr[0][u], test_csr[0][u + 1])
+                self._user, self._forbidden = u, np.union1d(seen[1][own], test_csr[1][mine])
+            neg = sample_negatives(self.rng, self._forbidden, self.n_items, self.n_negatives)
+            items[j, 1:1 + len(neg)] = neg
+            n_neg[j] = len(neg)
+        return SampledCases(cu, items, n_neg)
+
+
+def case_ranks(model: Any, cases: SampledCases, delta: Optional[dict] = None,
+               batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per case: how many of its negatives score above the target, and how many tie with it."""
+    device = _device(model)
+    n_negatives = cases.items.shape[1] - 1
+    greater = np.zeros(len(cases), dtype=np.int64)
+    equal = np.zeros(len(cases), dtype=np.int64)
+    with torch.no_grad():
+        for start in range(0, len(cases), batch_size):
+            stop = start + batch_size
+            cu, items = cases.user[start:stop], cases.items[start:stop]
+            out = model.score(torch.as_tensor(cu, device=device), torch.as_tensor(items, device=device), delta=delta)
+            scores = _as_scores(out, items.shape, "score")
+            valid = np.arange(n_negatives)[None, :] < cases.n_neg[start:stop, None]
+            target = scores[:, :1]
+            greater[start:stop] = ((scores[:, 1:] > target) & valid).sum(axis=1)
+            equal[start:stop] = ((scores[:, 1:] == target) & valid).sum(axis=1)
+    return greater, equal
+
+
 def _sampled(model, test, test_csr, seen, ks, n_negatives, seed, batch_size, delta, show) -> EvalResult:
     counts = np.diff(test_csr[0])
     users = np.flatnonzero(counts > 0).astype(np.int64)
-    case_user = row_ids(test_csr[0])
-    case_item = test_csr[1]
-    n_cases, n_items, device = len(case_user), test.n_items, _device(model)
-    rng = np.random.default_rng(seed)
+    drawer = _CaseDrawer(test_csr, seen, test.n_items, n_negatives, seed)
+    n_cases = len(drawer.case_user)
     greater = np.zeros(n_cases, dtype=np.int64)
     equal = np.zeros(n_cases, dtype=np.int64)
     n_neg = np.zeros(n_cases, dtype=np.int64)
-    forbidden_user, forbidden = -1, np.zeros(0, dtype=np.int64)
-    with torch.no_grad():
-        for start in _tiles(n_cases, batch_size, show, "evaluate (sampled)"):
-            cu = case_user[start:start + batch_size]
-            ci = case_item[start:start + batch_size]
-            items = np.repeat(ci[:, None], 1 + n_negatives, axis=1)  # padding repeats the target
-            for j, u in enumerate(cu):
-                if u != forbidden_user:
-                    own = slice(seen[0][u], seen[0][u + 1])
-                    mine = slice(test_csr[0][u], test_csr[0][u + 1])
-                    forbidden_user, forbidden = u, np.union1d(seen[1][own], test_csr[1][mine])
-                neg = sample_negatives(rng, forbidden, n_items, n_negatives)
-                items[j, 1:1 + len(neg)] = neg
-                n_neg[start + j] = len(neg)
-            out = model.score(torch.as_tensor(cu, device=device), torch.as_tensor(items, device=device), delta=delta)
-            scores = _as_scores(out, items.shape, "score")
-            valid = np.arange(n_negatives)[None, :] < n_neg[start:start + len(cu), None]
-            target = scores[:, :1]
-            greater[start:start + len(cu)] = ((scores[:, 1:] > target) & valid).sum(axis=1)
-            equal[start:start + len(cu)] = ((scores[:, 1:] == target) & valid).sum(axis=1)
+    for start in _tiles(n_cases, batch_size, show, "evaluate (sampled)"):
+        part = drawer.draw(start, start + batch_size)
+        stop = start + len(part)
+        n_neg[start:stop] = part.n_neg
+        greater[start:stop], equal[start:stop] = case_ranks(model, part, delta, batch_size)
 
     defined = n_neg > 0
     case_values: dict[str, np.ndarray] = {}

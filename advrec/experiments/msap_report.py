@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Sequence
 import numpy as np
 
 from ..report import curves, format_table, have_matplotlib
+from ..report.aggregate import fmt_mean_std, jsonable, mean_std
 from .msap import ATTACKS, CONDITIONS, FAVOURED, MODELS, TABLE1_METRICS, MSAPResult
 
 GROUPINGS = ("item_pop", "user_gender", "user_activity")
@@ -22,24 +23,8 @@ def _stack(result: MSAPResult, get: Callable[[Dict[str, Any]], Any]) -> np.ndarr
     return np.asarray([get(s) for s in result.seeds], dtype=np.float64)
 
 
-def _mean_std(values: np.ndarray) -> tuple:
-    """(mean, sample std) over axis 0; std is NaN with one seed."""
-    with np.errstate(invalid="ignore"):
-        mean = values.mean(axis=0)
-        std = values.std(axis=0, ddof=1) if len(values) > 1 else np.full_like(mean, np.nan)
-    return mean, std
-
-
 def _cond_label(cond: str, steps: int) -> str:
     return f"{cond}-{steps}" if cond in ("BIM", "PGD") else cond
-
-
-def _fmt(mean: float, std: float, digits: int) -> str:
-    if math.isinf(mean):
-        return "-inf" if mean < 0 else "inf"
-    if math.isnan(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _digits(metric: str) -> int:
@@ -62,7 +47,7 @@ def acceptance(result: MSAPResult) -> List[Dict[str, Any]]:
         drop[a] = float(np.mean(clean - at_step("BPR-MF", a, cfg.accept_steps)))
     ratio = drop["FGSM"] / drop["random"] if drop["random"] > 0 else math.inf
     rel = {m: float(np.mean((ndcg(m, "clean") - ndcg(m, "FGSM")) / ndcg(m, "clean"))) for m in MODELS}
-    amf_clean, bpr_mean, bpr_std = float(np.mean(ndcg("AMF", "clean"))), float(np.mean(clean)), _mean_std(clean)[1]
+    amf_clean, bpr_mean, bpr_std = float(np.mean(ndcg("AMF", "clean"))), float(np.mean(clean)), mean_std(clean)[1]
     rows = [
         {"check": f"BPR-MF nDCG@{cfg.k} drop, FGSM / random noise (eps {cfg.eps})",
          "measured": f"{drop['FGSM']:.4f} / {drop['random']:.4f} = {ratio:.1f}x", "target": ">= 5x",
@@ -92,7 +77,7 @@ def table1(result: MSAPResult) -> List[Dict[str, object]]:
             row: Dict[str, object] = {"model": model, "metric": metric}
             for cond in CONDITIONS:
                 vals = _stack(result, lambda s: s["models"][model]["conditions"][cond]["metrics"][metric])
-                row[_cond_label(cond, result.config.steps)] = _fmt(*map(float, _mean_std(vals)), _digits(metric))
+                row[_cond_label(cond, result.config.steps)] = fmt_mean_std(*map(float, mean_std(vals)), _digits(metric))
             rows.append(row)
     return rows
 
@@ -107,7 +92,7 @@ def table2(result: MSAPResult) -> List[Dict[str, object]]:
                 if grouping not in result.group_names:
                     continue
                 vals = _stack(result, lambda s: s["models"][model]["conditions"][cond]["groups"][grouping]["nDCG"])
-                for name, v in zip(result.group_names[grouping], _mean_std(vals)[0]):
+                for name, v in zip(result.group_names[grouping], mean_std(vals)[0]):
                     row[f"{GROUPING_SHORT[grouping]} {name}"] = float(v)
             rows.append(row)
     return rows
@@ -122,7 +107,7 @@ def table3(result: MSAPResult, grouping: str) -> List[Dict[str, object]]:
             row: Dict[str, object] = {"model": model, "condition": _cond_label(cond, result.config.steps)}
             for col in cols:
                 vals = _stack(result, lambda s: s["models"][model]["conditions"][cond]["groups"][grouping][col])
-                row[col.replace("GCE_", "GCE ")] = _fmt(float(_mean_std(vals)[0]), math.nan, 3)
+                row[col.replace("GCE_", "GCE ")] = fmt_mean_std(float(mean_std(vals)[0]), math.nan, 3)
             rows.append(row)
     return rows
 
@@ -133,7 +118,7 @@ def sweep_table(result: MSAPResult) -> List[Dict[str, object]]:
         for attack in ("random", *ATTACKS):
             row: Dict[str, object] = {"model": model, "attack": attack}
             vals = _stack(result, lambda s: s["models"][model]["sweep"][attack]["nDCG"])
-            for e, v in zip(result.config.sweep_eps, _mean_std(vals)[0]):
+            for e, v in zip(result.config.sweep_eps, mean_std(vals)[0]):
                 row[f"eps {e:g}"] = float(v)
             rows.append(row)
     return rows
@@ -177,17 +162,6 @@ def render_text(result: MSAPResult, markdown: bool = False) -> str:
 
 # ----------------------------------------------------------------------------- files
 
-def _jsonable(x: Any) -> Any:
-    """Strict JSON: NaN -> null, +-inf -> "inf"/"-inf" (GCE is -inf when a favoured group gets nothing)."""
-    if isinstance(x, float):
-        return None if math.isnan(x) else (("inf" if x > 0 else "-inf") if math.isinf(x) else x)
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
-
-
 def figures(result: MSAPResult, out: Path) -> List[Path]:
     """Figure 1 (nDCG and ICov over iterations) and Figure 2 (nDCG over eps) per model."""
     cfg, files = result.config, []
@@ -197,7 +171,7 @@ def figures(result: MSAPResult, out: Path) -> List[Path]:
             series, fgsm = {}, _stack(result, lambda s: s["models"][model]["conditions"]["FGSM"]["metrics"][metric])
             for attack in ("BIM", "PGD"):
                 steps = result.seeds[0]["models"][model]["curves"][attack]["step"]
-                mean, std = _mean_std(_stack(result, lambda s: s["models"][model]["curves"][attack][metric]))
+                mean, std = mean_std(_stack(result, lambda s: s["models"][model]["curves"][attack][metric]))
                 series[attack] = (steps, mean, None if len(result.seeds) < 2 else std)
             files.append(curves(out / f"fig1_{model}_{metric}.png", series,
                                 hlines={f"FGSM (eps {cfg.eps})": float(np.mean(fgsm)),
@@ -208,7 +182,7 @@ def figures(result: MSAPResult, out: Path) -> List[Path]:
             continue
         series = {}
         for attack in ("random", *ATTACKS):
-            mean, std = _mean_std(_stack(result, lambda s: s["models"][model]["sweep"][attack]["nDCG"]))
+            mean, std = mean_std(_stack(result, lambda s: s["models"][model]["sweep"][attack]["nDCG"]))
             label = attack if attack in ("random", "FGSM") else f"{attack}-{cfg.sweep_steps}"
             series[label] = (list(cfg.sweep_eps), mean, None if len(result.seeds) < 2 else std)
         files.append(curves(out / f"fig2_{model}_nDCG.png", series, logx=True,
@@ -225,7 +199,7 @@ def write_report(result: MSAPResult, out: Path) -> List[Path]:
     files = [out / "msap.json", out / "msap.md"]
     payload = result.to_dict()
     payload["acceptance"] = acceptance(result)
-    files[0].write_text(json.dumps(_jsonable(payload), indent=1))
+    files[0].write_text(json.dumps(jsonable(payload), indent=1))
     files[1].write_text(f"# MSAP on {result.data}\n\n" + render_text(result, markdown=True) + "\n")
     if have_matplotlib():
         files += figures(result, out)

@@ -106,3 +106,23 @@ def curves(path: Path, series: Mapping[str, tuple], *, title: str, xlabel: str, 
         ax.set_xscale("log")
     ax.grid(alpha=0.3)
     return _finish(fig, ax, path, title, xlabel, ylabel)
+
+
+def histograms(path: Path, series: Mapping[str, Sequence[float]], *, title: str, xlabel: str,
+               bins: Sequence[float], logy: bool = True) -> Path:
+    """Overlaid step histograms (share of values per bin), e.g. rank changes under a perturbation;
+    values outside ``bins`` are counted in the first or last bin, so nothing drops out."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.8), dpi=120)
+    edges = np.asarray(list(bins), dtype=np.float64)
+    for name, values in series.items():
+        v = np.clip(np.asarray(list(values), dtype=np.float64), edges[0], edges[-1])
+        weights = np.full(len(v), 100.0 / max(len(v), 1))
+        ax.hist(v, bins=edges, weights=weights, histtype="step", linewidth=1.5, label=name)
+    if logy:
+        ax.set_yscale("log")
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.grid(alpha=0.3)
+    return _finish(fig, ax, path, title, xlabel, "test cases (%)")
