@@ -16,7 +16,8 @@ through the content path only, as AMR does for its cold-start test items.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import math
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -150,6 +151,176 @@ class VBPR(Recommender):
         pos = self.score(batch["user"], batch["pos"], delta)
         neg = self.score(batch["user"], batch["neg"], delta)
         return F.softplus(-(pos - neg)).mean()
+
+    # -- analytic feature gradient and the fast AMR loss ----------------------------------------
+    def _own_bpr(self) -> bool:
+        """True when the BPR loss is VBPR's own, so the closed forms below are its gradient."""
+        cls = type(self)
+        return all(getattr(cls, name) is getattr(VBPR, name)
+                   for name in ("loss", "score", "_content", "_item_terms", "_combine"))
+
+    def _triples(self, batch: Batch) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Validated (user, pos, neg) id vectors, or None for N-D ids (no closed form here)."""
+        users, pos, neg = (torch.as_tensor(batch[k]) for k in ("user", "pos", "neg"))
+        if not users.dim() == pos.dim() == neg.dim() == 1:
+            return None
+        if not users.shape == pos.shape == neg.shape:
+            raise ValueError(f"batch 'user', 'pos' and 'neg' must have the same length, got "
+                             f"{users.numel()}, {pos.numel()} and {neg.numel()}")
+        return (check_users(users, self.n_users, "user"), check_users(pos, self.n_items, "pos"),
+                check_users(neg, self.n_items, "neg"))
+
+    @staticmethod
+    def _pair_diff(t: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+        """``t[pos] - t[neg]`` per triple for a per-row table ``t`` (``inv``: positives' then
+        negatives' positions in the rows); ``index_select`` gathers several times faster than
+        advanced indexing on CPU."""
+        g = t.index_select(0, inv)
+        n = inv.shape[0] // 2
+        return g[:n] - g[n:]
+
+    def _pair_margin(self, users: torch.Tensor, rows: torch.Tensor, inv: torch.Tensor,
+                     c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``s(u, i) - s(u, j)`` per triple from the batch's unique item ``rows`` (``c`` their
+        possibly perturbed features, ``inv`` the positives' then the negatives' positions in
+        ``rows``), and the user vector that multiplies the content embedding (p_u, or h_u for
+        the full VBPR): each item's projection is computed once however often the batch
+        draws it."""
+        e = c @ self.projection
+        pu = self.user_factors.index_select(0, users)
+        if self.variant == "content":
+            return (pu * self._pair_diff(e, inv)).sum(-1), pu
+        warm = (~self.cold.index_select(0, rows)).to(e.dtype)
+        q = self.item_factors.index_select(0, rows) * warm.unsqueeze(-1)
+        if self.variant == "simplified":
+            return (pu * self._pair_diff(q + e, inv)).sum(-1), pu
+        hu = self.user_visual.index_select(0, users)
+        margin = (pu * self._pair_diff(q, inv)).sum(-1) + (hu * self._pair_diff(e, inv)).sum(-1)
+        if self.biases:
+            b = self.item_bias.index_select(0, rows) * warm + c @ self.visual_bias
+            margin = margin + self._pair_diff(b, inv)
+        return margin, hu
+
+    def _row_coefficients(self, n_rows: int, inv: torch.Tensor, coef: torch.Tensor,
+                          v: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Per unique item row, given each triple's ``coef = d loss / d margin``: ``A = sum_t +-coef_t
+        v_t`` (``[rows, dim]``) and, with biases, ``a = sum_t +-coef_t``; the feature gradient
+        of the row is ``A E^T (+ a beta)``, so all of it lives in the ``dim``-wide space."""
+        signed = torch.cat([coef, -coef])
+        A = torch.zeros(n_rows, v.shape[1], dtype=v.dtype, device=v.device)
+        A.index_add_(0, inv, signed.unsqueeze(-1) * torch.cat([v, v]))
+        a = None
+        if self.biases:
+            a = torch.zeros(n_rows, dtype=v.dtype, device=v.device).index_add_(0, inv, signed)
+        return A, a
+
+    def _feature_grad_rows(self, n_rows: int, inv: torch.Tensor, coef: torch.Tensor,
+                           v: torch.Tensor) -> torch.Tensor:
+        """Gradient w.r.t. the features of the batch's unique item rows: ``A E^T (+ a beta)``,
+        one matmul with the projection after summing in the ``dim``-wide space."""
+        A, a = self._row_coefficients(n_rows, inv, coef, v)
+        grad = A @ self.projection.t()
+        if a is not None:
+            grad = grad + a.unsqueeze(-1) * self.visual_bias.unsqueeze(0)
+        return grad
+
+    def delta_gradient(self, batch: Batch, delta: Delta,
+                       targets: Sequence[str]) -> Optional[Dict[str, torch.Tensor]]:
+        """``d loss(batch, delta) / d delta["feature"]`` in closed form (``Attack.gradient``'s
+        hook; autograd over a dense delta is the reference), or ``None`` where it does not
+        apply and the caller takes autograd: a subclass that redefines the scoring or the loss,
+        a perturbation that requires grad (its caller may want a graph), or N-D ids. Only the
+        batch's unique item rows are computed, then scattered into a zero table; cold items'
+        ID terms are zero, their content path carries the gradient as for any item. Plain
+        tensors, detached from any graph."""
+        if not self._own_bpr():
+            return None
+        d = self.check_delta(delta)
+        targets = tuple(targets)
+        unknown = [t for t in targets if t != "feature"]
+        if unknown:
+            raise ValueError(f"targets {unknown} are not perturbable in {type(self).__name__}; its "
+                             "perturbable tensors are ['feature']")
+        if any(t.requires_grad for t in d.values()):
+            return None
+        triples = self._triples(batch)
+        if triples is None:
+            return None
+        users, pos, neg = triples
+        n = users.numel()
+        out = torch.zeros_like(self.features)
+        if n and "feature" in targets:
+            with torch.no_grad():
+                rows, inv = torch.unique(torch.cat([pos, neg]), return_inverse=True)
+                c = self.features.index_select(0, rows)
+                if "feature" in d:
+                    c = c + d["feature"].index_select(0, rows)
+                margin, v = self._pair_margin(users, rows, inv, c)
+                coef = -torch.sigmoid(-margin) / n  # d mean softplus(-m) / d m
+                out.index_copy_(0, rows, self._feature_grad_rows(rows.numel(), inv, coef, v))
+        return {t: out for t in targets}
+
+    def amr_loss(self, batch: Batch, eps: float, lam: float) -> Optional[torch.Tensor]:
+        """AMR's mini-batch loss (eq. 10 without the L2 term) in one forward:
+        ``loss(batch) + lam * loss(batch, Delta)``, ``Delta_i = eps * Gamma_i / ||Gamma_i||`` for
+        every item row of the batch (``Gamma = d loss / d features``, held constant), zero
+        elsewhere; the value and parameter gradients of ``AdversarialRegularizer(FGSM(self, eps,
+        targets="feature", norm="l2"), lam)``. ``Gamma`` comes in closed form from the clean
+        forward's margins, summed per item row in the ``dim``-wide space (``Gamma_r = A_r E^T``),
+        and the perturbed margins are the clean ones plus ``Delta``'s contribution, ``Delta E =
+        diag(eps / ||Gamma||) A (E^T E)``: no second clean forward, no autograd for ``Gamma``,
+        neither ``Gamma`` nor ``Delta`` materialised (the ``D``-wide work is the clean forward's
+        one matmul on the batch's unique items and its backward). ``None`` where the
+        closed form does not apply (see ``delta_gradient``), for the caller's reference path."""
+        for name, value in (("eps", eps), ("lam", lam)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not self._own_bpr():
+            return None
+        triples = self._triples(batch)
+        if triples is None:
+            return None
+        users, pos, neg = triples
+        n = users.numel()
+        rows, inv = torch.unique(torch.cat([pos, neg]), return_inverse=True)
+        c = self.features.index_select(0, rows)
+        margin, v = self._pair_margin(users, rows, inv, c)
+        clean = F.softplus(-margin).mean()
+        if lam == 0:
+            return clean
+        # Delta_r = s_r (A_r E^T + a_r beta), s_r = eps / ||Gamma_r||, is a constant. Products with
+        # a detached left factor give (constant Delta) @ E and @ beta, values and gradients:
+        # Delta E = s A (E^T E) + s a (beta^T E), Delta beta = s A (E^T beta) + s a (beta^T beta).
+        # The same dim x dim Gram matrix gives ||Gamma_r||^2, so Gamma and Delta stay unformed.
+        E = self.projection
+        Ed = E.detach()
+        gram = Ed.t() @ E
+        beta = self.visual_bias if self.biases else None
+        if beta is not None:
+            bd = beta.detach()
+            gram_b, beta_e, beta_b = Ed.t() @ beta, bd @ E, bd @ beta
+        with torch.no_grad():
+            coef = -torch.sigmoid(-margin) / n
+            A, a = self._row_coefficients(rows.numel(), inv, coef, v)
+            sq = ((A @ gram.detach()) * A).sum(-1)
+            if a is not None:
+                sq = sq + 2 * a * (A @ gram_b.detach()) + a * a * beta_b.detach()
+            norm = sq.clamp_min(0).sqrt()
+            # rows with a zero gradient take no step, as in advrec.attacks.step
+            scale = torch.where(norm > 0, eps / torch.where(norm > 0, norm, torch.ones_like(norm)),
+                                torch.zeros_like(norm))
+            As = A * scale.unsqueeze(-1)
+            a_s = a * scale if a is not None else None
+        de = As @ gram
+        db = None
+        if beta is not None:
+            de = de + a_s.unsqueeze(-1) * beta_e.unsqueeze(0)
+            db = As @ gram_b + a_s * beta_b
+        adv_margin = margin + (v * self._pair_diff(de, inv)).sum(-1)
+        if db is not None:
+            adv_margin = adv_margin + self._pair_diff(db, inv)
+        return clean + lam * F.softplus(-adv_margin).mean()
 
     def l2_penalty(self, batch: Batch) -> torch.Tensor:
         """AMR's eq. 10 per triple: ||p_u||^2 + ||q_i||^2 + ||q_j||^2 (+ ||h_u||^2) + ||E||^2,

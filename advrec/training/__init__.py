@@ -1,5 +1,5 @@
 """Training loop and defenses."""
-from .adversarial import AdversarialRegularizer, train_amf, train_amr
+from .adversarial import AdversarialRegularizer, AMRLoss, train_amf, train_amr
 from .checkpoint import load_checkpoint, save_checkpoint
 from .eals import fit_eals
 from .classifier import ClassifierHistory, ClassifierTrainer, accuracy, evaluate, predict
@@ -9,4 +9,4 @@ from .trainer import History, Trainer
 
 __all__ = ["Trainer", "History", "save_checkpoint", "load_checkpoint", "ClassifierTrainer",
            "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss", "FMRobustLoss",
-           "AdversarialRegularizer", "train_amf", "train_amr", "fit_eals"]
+           "AdversarialRegularizer", "AMRLoss", "train_amf", "train_amr", "fit_eals"]

@@ -1,4 +1,4 @@
-"""Adversarial training of embedding recommenders: APR's adversarial regulariser and AMF.
+"""Adversarial training of embedding recommenders: APR's adversarial regulariser, AMF and AMR.
 
 APR (He et al., SIGIR 2018, eq. 5-6) minimises ``L(theta) + lam * L(theta + delta*)`` where
 ``delta*`` is the worst perturbation of the embeddings within radius ``eps``, recomputed for every
@@ -61,6 +61,41 @@ class AdversarialRegularizer:
         return f"AdversarialRegularizer({self.attack!r}, lam={self.lam})"
 
 
+class AMRLoss:
+    """``loss_fn(model, batch)`` for ``Trainer``: AMR's loss ``model.loss(batch) + lam *
+    model.loss(batch, Delta)`` with ``Delta`` the FGSM L2 step of size ``eps`` on the content
+    features (``"feature"``), every item row of the batch, held constant.
+
+    Equal (value and parameter gradients, to float tolerance) to ``AdversarialRegularizer(FGSM(
+    model, eps, targets="feature", norm="l2"), lam)``, which stays the reference: a model with
+    the closed form (``model.amr_loss``, VBPR and DUIF) computes it in one forward, sharing the
+    clean margins between the loss and the adversary's gradient; any other model with a
+    perturbable ``"feature"`` goes through the reference.
+    """
+
+    def __init__(self, model: Recommender, eps: float, lam: float = 1.0):
+        if "feature" not in model.perturbable():
+            raise ValueError(f"AMR perturbs content features; {type(model).__name__} has no perturbable 'feature' "
+                             f"(its perturbable tensors are {sorted(model.perturbable())})")
+        self.reference = AdversarialRegularizer(FGSM(model, eps, targets="feature", norm="l2"), lam)
+        self.eps, self.lam = self.reference.attack.eps, self.reference.lam
+
+    @property
+    def model(self) -> Recommender:
+        return self.reference.model
+
+    def __call__(self, model: Recommender, batch: Batch) -> torch.Tensor:
+        fast = getattr(model, "amr_loss", None)
+        if fast is not None and model is self.model:
+            loss = fast(batch, self.eps, self.lam)
+            if loss is not None:
+                return loss
+        return self.reference(model, batch)  # also raises for a model other than the bound one
+
+    def __repr__(self) -> str:
+        return f"AMRLoss(eps={self.eps}, lam={self.lam})"
+
+
 def train_amf(model: Recommender, train, *, eps: float = 0.5, lam: float = 1.0, epochs: int = 1000,
               attack: Union[str, Attack] = "fgsm", norm: str = "l2",
               attack_kwargs: Optional[Mapping[str, Any]] = None, validator: Optional[Validator] = None,
@@ -104,11 +139,13 @@ def train_amr(model: Recommender, train, *, eps: float = 0.1, lam: float = 1.0, 
     ``eps``, recomputed for every mini-batch; the positive and the negative item's features are
     both perturbed, since both appear in the BPR loss. Defaults follow the paper (Adagrad,
     mini-batches of 512); ``eps`` and ``lam`` are the ones to tune. Remaining keyword arguments go
-    to ``Trainer`` (``lr``, ``l2``, ``seed``, ``patience``, ...).
+    to ``Trainer`` (``lr``, ``l2``, ``seed``, ``patience``, ...). The loss is ``AMRLoss``: VBPR's
+    one-forward closed form, the same numbers as ``AdversarialRegularizer`` with that FGSM.
     """
-    if "feature" not in model.perturbable():
-        raise ValueError(f"AMR perturbs content features; {type(model).__name__} has no perturbable 'feature' "
-                         f"(its perturbable tensors are {sorted(model.perturbable())})")
-    attack = FGSM(model, eps, targets="feature", norm="l2")
-    return train_amf(model, train, lam=lam, epochs=epochs, attack=attack, optimizer=optimizer,
-                     batch_size=batch_size, validator=validator, **trainer_kwargs)
+    loss_fn = AMRLoss(model, eps, lam)  # validates the model, eps and lam first
+    if "loss_fn" in trainer_kwargs:
+        raise ValueError("train_amr builds the loss_fn itself; use Trainer(loss_fn=AMRLoss(...)) for a custom one")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    trainer = Trainer(epochs=epochs, loss_fn=loss_fn, optimizer=optimizer, batch_size=batch_size, **trainer_kwargs)
+    return trainer.fit(model, train, validator)
