@@ -78,7 +78,7 @@ class AMRConfig:
     robust_eps: Tuple[float, ...] = (0.05, 0.1, 0.2)
     sweep_eps: Tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
     rank_eps: float = 0.1                 # Figure 5's perturbation size
-    curve_epochs: int = 100               # Figure 3: epochs trained on from the VBPR checkpoint (0: skip)
+    curve_epochs: int = 50                # Figure 3: epochs trained on from the VBPR checkpoint (0: skip)
     curve_every: int = 5
     cold_share: float = 0.05              # share of test cases drawn cold in the cold-item split (0: skip);
                                           # on ML-100K 0.05 makes ~15% of test cases cold, 8% of training out
