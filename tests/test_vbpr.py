@@ -155,3 +155,29 @@ def test_bad_arguments(kw, match):
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         VBPR(**args)
+
+
+@pytest.mark.parametrize("variant", ["simplified", "full", "content", "duif"])
+def test_checkpoint_round_trip_keeps_features_cold_mask_and_scores(tmp_path, variant):
+    from advrec.training import load_checkpoint, save_checkpoint
+
+    feats = features(3)
+    if variant == "duif":
+        m = DUIF(N_USERS, N_ITEMS, feats, dim=K, init_std=0.5, seed=2)
+    else:
+        m = VBPR(N_USERS, N_ITEMS, feats, dim=K, variant=variant, biases=variant == "full", init_std=0.5, seed=2)
+    m.mark_cold(interactions([0, 1, 2], [0, 1, 2], N_USERS, N_ITEMS))  # items 3..6 cold
+    save_checkpoint(m, tmp_path / "model")
+    back = load_checkpoint(tmp_path / "model")
+    assert type(back) is type(m) and back.config() == m.config()
+    torch.testing.assert_close(back.features, m.features)  # the scaled features come back as they were
+    assert torch.equal(back.cold, m.cold)
+    users = torch.arange(N_USERS)
+    torch.testing.assert_close(back.full_scores(users), m.full_scores(users))
+
+
+def test_from_config_needs_the_feature_width():
+    cfg = VBPR(N_USERS, N_ITEMS, features(), dim=K).config()
+    cfg.pop("n_features")
+    with pytest.raises(ValueError, match="n_features"):
+        VBPR.from_config(cfg)

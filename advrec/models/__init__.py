@@ -6,6 +6,6 @@ from .pop import Pop
 from .random import Random
 from .vbpr import DUIF, VBPR
 
-MODELS = {"MF": MF, "Pop": Pop, "FM": FM, "Random": Random}
+MODELS = {"MF": MF, "Pop": Pop, "FM": FM, "Random": Random, "VBPR": VBPR, "DUIF": DUIF}
 
 __all__ = ["Recommender", "MF", "Pop", "FM", "Random", "VBPR", "DUIF", "MODELS"]

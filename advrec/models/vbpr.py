@@ -82,9 +82,21 @@ class VBPR(Recommender):
             self.visual_bias = nn.Parameter(torch.zeros(d_in))
 
     def config(self) -> dict:
+        """The constructor's arguments except the feature matrix, which the state dict carries
+        (already scaled), plus its width ``n_features`` for ``from_config``."""
         return {"n_users": self.n_users, "n_items": self.n_items, "dim": self.dim, "variant": self.variant,
                 "biases": self.biases, "init_std": self.init_std, "seed": self.seed,
-                "scale_features": self.scale_features}
+                "scale_features": self.scale_features, "n_features": int(self.features.shape[1])}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "VBPR":
+        """An instance shaped as ``config`` describes, with zero features, for a checkpoint's
+        ``load_state_dict`` to fill (features, cold mask and parameters)."""
+        config = dict(config)
+        n_features = config.pop("n_features", None)
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+            raise ValueError(f"config needs n_features, a positive int, got {n_features!r}")
+        return cls(features=np.zeros((config["n_items"], n_features), np.float32), **config)
 
     def perturbable(self) -> Dict[str, torch.Tensor]:
         return {"feature": self.features}

@@ -48,6 +48,7 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     cls = MODELS.get(meta.get("model"))
     if cls is None:
         raise ValueError(f"{js}: unknown model {meta.get('model')!r}; known: {sorted(MODELS)}")
-    model = cls(**meta["config"])
+    build = getattr(cls, "from_config", None)  # models whose data (e.g. VBPR's features) is in the state dict
+    model = build(meta["config"]) if build is not None else cls(**meta["config"])
     model.load_state_dict(torch.load(pt, map_location=map_location, weights_only=True))
     return model
