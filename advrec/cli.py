@@ -118,22 +118,27 @@ def _run_config(args: argparse.Namespace):
     return config
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .experiments.amr import run_amr
-    from .experiments.amr_report import render_text, write_report
-
+def _experiment(args: argparse.Namespace, label: str, what: str, make_config, run, report) -> int:
+    """Validate the config (exit 2 with the reason), run, print the report, write it with --out."""
     try:
-        config = _run_config(args)
+        config = make_config(args)
     except ValueError as err:
-        print(f"advrec run {args.experiment}: error: {err}", file=sys.stderr)
+        print(f"advrec {label}: error: {err}", file=sys.stderr)
         return 2
-    result = run_amr(config)
-    print(f"\nadvrec run amr: VBPR and AMR on {result.data}")
-    print(render_text(result))
+    result = run(config)
+    print(f"\nadvrec {label}: {what} on {result.data}")
+    print(report.render_text(result))
     if args.out:
-        files = write_report(result, Path(args.out))
+        files = report.write_report(result, Path(args.out))
         print("report written: " + ", ".join(str(f) for f in files))
     return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiments import amr_report
+    from .experiments.amr import run_amr
+
+    return _experiment(args, f"run {args.experiment}", "VBPR and AMR", _run_config, run_amr, amr_report)
 
 
 def _attack_config(args: argparse.Namespace):
@@ -151,21 +156,10 @@ def _attack_config(args: argparse.Namespace):
 
 
 def _cmd_attack(args: argparse.Namespace) -> int:
+    from .experiments import msap_report
     from .experiments.msap import run_msap
-    from .experiments.msap_report import render_text, write_report
 
-    try:
-        config = _attack_config(args)
-    except ValueError as err:
-        print(f"advrec attack: error: {err}", file=sys.stderr)
-        return 2
-    result = run_msap(config)
-    print(f"\nadvrec attack: MSAP on {result.data}")
-    print(render_text(result))
-    if args.out:
-        files = write_report(result, Path(args.out))
-        print("report written: " + ", ".join(str(f) for f in files))
-    return 0
+    return _experiment(args, "attack", "MSAP", _attack_config, run_msap, msap_report)
 
 
 def _cmd_certify(args: argparse.Namespace) -> int:

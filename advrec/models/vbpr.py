@@ -195,6 +195,19 @@ class VBPR(Recommender):
         return (check_users(users, self.n_users, "user"), check_users(pos, self.n_items, "pos"),
                 check_users(neg, self.n_items, "neg"))
 
+    def _batch_items(self, batch: Batch, delta: Dict[str, torch.Tensor]):
+        """(users, the batch's unique item ids, positives' then negatives' positions among them,
+        those items' features plus ``delta``), or None for N-D ids (no closed form here)."""
+        triples = self._triples(batch)
+        if triples is None:
+            return None
+        users, pos, neg = triples
+        rows, inv = torch.unique(torch.cat([pos, neg]), return_inverse=True)
+        c = self.features.index_select(0, rows)
+        if "feature" in delta:
+            c = c + delta["feature"].index_select(0, rows)
+        return users, rows, inv, c
+
     @staticmethod
     def _pair_diff(t: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
         """``t[pos] - t[neg]`` per triple for a per-row table ``t`` (``inv``: positives' then
@@ -268,18 +281,14 @@ class VBPR(Recommender):
                              "perturbable tensors are ['feature']")
         if any(t.requires_grad for t in d.values()):
             return None
-        triples = self._triples(batch)
-        if triples is None:
+        items = self._batch_items(batch, d)
+        if items is None:
             return None
-        users, pos, neg = triples
+        users, rows, inv, c = items
         n = users.numel()
         out = torch.zeros_like(self.features)
         if n and "feature" in targets:
             with torch.no_grad():
-                rows, inv = torch.unique(torch.cat([pos, neg]), return_inverse=True)
-                c = self.features.index_select(0, rows)
-                if "feature" in d:
-                    c = c + d["feature"].index_select(0, rows)
                 margin, v = self._pair_margin(users, rows, inv, c)
                 coef = -torch.sigmoid(-margin) / n  # d mean softplus(-m) / d m
                 out.index_copy_(0, rows, self._feature_grad_rows(rows.numel(), inv, coef, v))
@@ -303,13 +312,11 @@ class VBPR(Recommender):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not self._own_bpr():
             return None
-        triples = self._triples(batch)
-        if triples is None:
+        items = self._batch_items(batch, {})
+        if items is None:
             return None
-        users, pos, neg = triples
+        users, rows, inv, c = items
         n = users.numel()
-        rows, inv = torch.unique(torch.cat([pos, neg]), return_inverse=True)
-        c = self.features.index_select(0, rows)
         margin, v = self._pair_margin(users, rows, inv, c)
         clean = F.softplus(-margin).mean()
         if lam == 0:
