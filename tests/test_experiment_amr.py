@@ -9,6 +9,7 @@ import pytest
 
 from advrec import data as D
 from advrec.experiments import amr_report
+from advrec.report import have_matplotlib
 from advrec.experiments.amr import AMRConfig, ROBUST_MODELS, run_amr
 
 
@@ -97,7 +98,7 @@ def test_report_renders_and_writes(tiny_result, tmp_path):
     payload = json.loads((tmp_path / "amr.json").read_text())  # strict JSON
     assert payload["seeds"][0]["seed"] == 0 and len(payload["acceptance"]) == len(checks)
     assert (tmp_path / "amr.md").read_text().startswith("# AMR on")
-    if amr_report.have_matplotlib():
+    if have_matplotlib():
         names = {f.name for f in files}
         assert {"fig5_rank_change.png", "sweep_ndcg_drop.png", "fig3_nDCG10.png"} <= names
 

@@ -3,15 +3,14 @@ standard deviation) into the paper's Tables 2-3, Figures 3 and 5, the eps sweep,
 split and the issue's acceptance checks; as terminal text, Markdown, JSON and PNG figures."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
-from ..report import curves, format_table, have_matplotlib, histograms
-from ..report.aggregate import fmt_mean_std, jsonable, mean_std
+from ..report import curves, format_table, histograms
+from ..report.aggregate import fmt_mean_std, mean_std, write_experiment_report
 from .amr import MODELS, PERTURBATIONS, ROBUST_MODELS, AMRResult
 
 #: Figure 5's summary: what share of test cases a perturbation moves down, leaves, moves up.
@@ -172,7 +171,7 @@ def render_text(result: AMRResult, markdown: bool = False) -> str:
         f"lambda {cfg.amr_lam}; run took {result.seconds / 60:.1f} min.",
         head("Table 2: accuracy (sampled protocol)"),
         format_table(table2(result), markdown=markdown),
-        head(f"Table 3: relative nDCG@10 drop under feature perturbations (rows of L2 norm eps)"),
+        head("Table 3: relative nDCG@10 drop under feature perturbations (rows of L2 norm eps)"),
         format_table(table3(result), markdown=markdown),
         head("eps sweep: relative nDCG@10 drop (mean over seeds)"),
         format_table(sweep_table(result), markdown=markdown),
@@ -241,16 +240,9 @@ def figures(result: AMRResult, out: Path) -> List[Path]:
 
 def write_report(result: AMRResult, out: Path) -> List[Path]:
     """amr.json (every per-seed number), amr.md (the tables) and, with matplotlib, the figures."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "amr.json", out / "amr.md"]
-    payload = result.to_dict()
-    payload["acceptance"] = acceptance(result)
-    files[0].write_text(json.dumps(jsonable(payload), indent=1))
-    files[1].write_text(f"# AMR on {result.data}\n\n" + render_text(result, markdown=True) + "\n")
-    if have_matplotlib():
-        files += figures(result, out)
-    return files
+    payload = {**result.to_dict(), "acceptance": acceptance(result)}
+    return write_experiment_report(out, "amr", f"AMR on {result.data}", payload,
+                                   render_text(result, markdown=True), lambda folder: figures(result, folder))
 
 
 __all__: Sequence[str] = ("acceptance", "table2", "table3", "sweep_table", "rank_table", "cold_table",

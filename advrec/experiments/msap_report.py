@@ -3,15 +3,14 @@ standard deviation) into the paper's Tables 1-3, Figures 1-2 and the issue's acc
 as terminal text, Markdown, JSON and PNG figures."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
-from ..report import curves, format_table, have_matplotlib
-from ..report.aggregate import fmt_mean_std, jsonable, mean_std
+from ..report import curves, format_table
+from ..report.aggregate import fmt_mean_std, mean_std, write_experiment_report
 from .msap import ATTACKS, CONDITIONS, FAVOURED, MODELS, TABLE1_METRICS, MSAPResult
 
 GROUPINGS = ("item_pop", "user_gender", "user_activity")
@@ -194,16 +193,9 @@ def figures(result: MSAPResult, out: Path) -> List[Path]:
 
 def write_report(result: MSAPResult, out: Path) -> List[Path]:
     """msap.json (every per-seed number), msap.md (the tables) and, with matplotlib, the figures."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "msap.json", out / "msap.md"]
-    payload = result.to_dict()
-    payload["acceptance"] = acceptance(result)
-    files[0].write_text(json.dumps(jsonable(payload), indent=1))
-    files[1].write_text(f"# MSAP on {result.data}\n\n" + render_text(result, markdown=True) + "\n")
-    if have_matplotlib():
-        files += figures(result, out)
-    return files
+    payload = {**result.to_dict(), "acceptance": acceptance(result)}
+    return write_experiment_report(out, "msap", f"MSAP on {result.data}", payload,
+                                   render_text(result, markdown=True), lambda folder: figures(result, folder))
 
 
 __all__: Sequence[str] = ("acceptance", "table1", "table2", "table3", "sweep_table", "render_text",

@@ -1,6 +1,7 @@
 """Aggregating per-seed numbers (mean ± sample std) and writing them as text and strict JSON."""
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -38,3 +39,21 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [jsonable(v) for v in x]
     return x
+
+
+def write_experiment_report(out: Any, stem: str, title: str, payload: dict, markdown: str,
+                            draw: Any) -> list:
+    """``<stem>.json`` (strict JSON of ``payload``), ``<stem>.md`` (``# title`` then ``markdown``)
+    and, with matplotlib, the PNG figures ``draw(out)`` writes; returns every path written."""
+    from pathlib import Path
+
+    from .figures import have_matplotlib
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / f"{stem}.json", out / f"{stem}.md"]
+    files[0].write_text(json.dumps(jsonable(payload), indent=1))
+    files[1].write_text(f"# {title}\n\n{markdown}\n")
+    if have_matplotlib():
+        files += draw(out)
+    return files
