@@ -10,6 +10,7 @@ from .interactions import Interactions, exclusion_csr
 from .preprocess import binarize, deduplicate, implicit, k_core, remap
 from .readers import (LibFMData, read_amazon, read_csv, read_lastfm, read_libfm, read_ml1m,
                       read_ml100k)
+from .sequences import PAD, TrainingSequences, check_sequences, training_sequences, user_sequences
 from .splits import ColdSplit, Split, cold_item_split, leave_one_out, ratio_split
 
 # sampling (BPR triples) lives in advrec/data/sampling.py, owned elsewhere
@@ -21,4 +22,5 @@ __all__ = [
     "leave_one_out", "ratio_split", "cold_item_split", "ColdSplit", "exclusion_csr",
     "Field", "FieldEncoder", "FMData", "InstanceMatrix", "Ragged", "libfm_fm", "ml100k_fm",
     "load_item_features", "ml100k_text_features", "item_texts", "content_extra_available",
+    "PAD", "user_sequences", "training_sequences", "TrainingSequences", "check_sequences",
 ]

@@ -5,8 +5,10 @@ from .eals import fit_eals
 from .classifier import ClassifierHistory, ClassifierTrainer, accuracy, evaluate, predict
 from .fm_robust import FMRobustLoss
 from .rfm import rfm_loss
+from .sequential import SequenceTrainer
 from .trainer import History, Trainer
 
 __all__ = ["Trainer", "History", "save_checkpoint", "load_checkpoint", "ClassifierTrainer",
            "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss", "FMRobustLoss",
-           "AdversarialRegularizer", "AMRLoss", "train_amf", "train_amr", "fit_eals"]
+           "AdversarialRegularizer", "AMRLoss", "train_amf", "train_amr", "fit_eals",
+           "SequenceTrainer"]
