@@ -84,7 +84,8 @@ class CATConfig:
     last_k: Tuple[int, ...] = (1, 2, 3, 4, 5)
     pool_size: int = 20
     step: float = 1.0
-    threads: Optional[int] = None
+    threads: Optional[int] = 1     # torch threads for the run: these small models are per-op bound,
+                                   # and 2 threads on a busy 2-core machine ran 10-100x slower
     progress: Optional[bool] = None
 
     @classmethod
@@ -295,6 +296,16 @@ def run_cat(config: Optional[CATConfig] = None) -> CATResult:
     """Run the experiment for every seed and model of ``config``."""
     config = config or CATConfig()
     config.validate()
+    previous = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(config: CATConfig) -> CATResult:
     start = time.perf_counter()
     data = load_data(config)
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
