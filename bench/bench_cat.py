@@ -45,7 +45,7 @@ def _epoch(model, train, loss_fn) -> float:
 
 
 @pytest.mark.parametrize("cls", [SASRec, GRU4Rec], ids=["sasrec", "gru4rec"])
-def test_cat_epoch_vs_base_epoch_ml100k(benchmark, ratio, ml100k, cls):
+def test_cat_epoch_vs_base_epoch_ml100k(benchmark, ml100k, cls):
     train, scale = ml100k
     model = cls(train.n_users, train.n_items, max_len=T)
     cat = CascadeAdversarialLoss("adv_cas", eps=10.0, scale=scale)
@@ -58,9 +58,9 @@ def test_cat_epoch_vs_base_epoch_ml100k(benchmark, ratio, ml100k, cls):
     n_seq = train.n_users
     benchmark.extra_info.update({"cat_over_base": cat_s / base_s, "base_seq_per_s": n_seq / base_s,
                                  "cat_seq_per_s": n_seq / cat_s})
-    benchmark.pedantic(_epoch, args=(model, train, cat), rounds=1, iterations=1)
+    benchmark.pedantic(_epoch, args=(model, train, cat), rounds=1, iterations=1)  # for the JSON record;
+    # the ratio is min against min of the interleaved rounds above, not this single round
     print(f"\n[{cls.__name__} epoch, ML-100K, T={T}] base {base_s:.2f} s ({n_seq / base_s:.0f} seq/s), "
           f"CAT {cat_s:.2f} s ({n_seq / cat_s:.0f} seq/s), CAT/base = {cat_s / base_s:.2f}x "
           f"(paper: 3.9x per epoch on an A100)")
-    ratio(benchmark, f"{cls.__name__} base epoch over CAT epoch", base_s)
     assert cat_s > base_s  # CAT does strictly more work per batch
