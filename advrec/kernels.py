@@ -230,7 +230,10 @@ from ._kernels_pairs import *  # noqa: E402,F401,F403
 from ._kernels_certify import *  # noqa: E402,F401,F403
 from ._kernels_perturb import *  # noqa: E402,F401,F403
 from ._kernels_bpr import *  # noqa: E402,F401,F403
+from ._kernels_seq import *  # noqa: E402,F401,F403
 from . import _kernels_certify as _kc, _kernels_pairs as _kp, _kernels_perturb as _kpt  # noqa: E402
 from . import _kernels_bpr as _kb  # noqa: E402
+from . import _kernels_seq as _ks  # noqa: E402
 
 __all__ = __all__ + list(_kp.__all__) + list(_kc.__all__) + list(_kpt.__all__) + list(_kb.__all__)
+__all__ += list(_ks.__all__)

@@ -25,6 +25,7 @@ void bind_certify(py::module_& m);       // csrc/certify/bind_certify.cpp
 void bind_certify_cuda(py::module_& m);  // csrc/certify/bind_certify_cuda.cpp (CUDA builds only)
 void bind_perturb(py::module_& m);  // csrc/perturb/bind_perturb.cpp
 void bind_bpr_grad(py::module_& m);  // csrc/perturb/bind_bpr_grad.cpp
+void bind_cascade(py::module_& m);  // csrc/seq/bind_cascade.cpp
 
 using F32 = py::array_t<float, py::array::c_style>;
 using I64 = py::array_t<int64_t, py::array::c_style>;

@@ -1,10 +1,13 @@
-"""Adversarial perturbations of embeddings: FGSM (APR), BIM and PGD (MSAP), random noise.
+"""Adversarial perturbations of embeddings: FGSM (APR), BIM and PGD (MSAP), random noise;
+item substitution in sequences (``substitution``, real items, not embedding noise).
 
-Every attack maps a batch to ``delta``, a dict from perturbable name to a tensor of that table's
+Every embedding attack maps a batch to ``delta``, a dict from perturbable name to a tensor of that table's
 shape, which ``model.loss``/``model.full_scores`` take; the model's parameters are never changed.
 """
 from .embedding import BIM, FGSM, PGD, Attack, RandomNoise
 from .step import NORMS, normalized_step, perturb_step, project, random_in_ball, random_on_sphere
+from .substitution import POSITIONS, Substitution, item_pools, substitute_items, substitution_columns, target_items
 
 __all__ = ["Attack", "FGSM", "BIM", "PGD", "RandomNoise", "NORMS", "perturb_step", "normalized_step",
-           "project", "random_in_ball", "random_on_sphere"]
+           "project", "random_in_ball", "random_on_sphere",
+           "POSITIONS", "Substitution", "substitution_columns", "substitute_items", "item_pools", "target_items"]

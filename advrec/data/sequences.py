@@ -78,7 +78,7 @@ def training_sequences(train: Interactions, max_len: int) -> TrainingSequences:
     """Inputs and next-item targets of every user's train sequence (last ``max_len`` steps)."""
     full = user_sequences(train, _check_max_len(max_len) + 1)
     inputs, targets = full[:, :-1].copy(), full[:, 1:].copy()
-    inputs[targets == PAD] = PAD  # a user's first item has no predecessor: no target before it
+    targets[inputs == PAD] = PAD  # a user's first item has no predecessor: it is no target
     return TrainingSequences(inputs, targets)
 
 

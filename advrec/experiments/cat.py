@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .. import data as D
+from .._logging import report
 from ..attacks.substitution import substitute_items
 from ..data.sequences import training_sequences, user_sequences
 from ..evaluation import evaluate
@@ -67,11 +68,11 @@ class CATConfig:
     lr: float = 1e-3
     l2: float = 1e-5
     batch_size: int = 128
-    epochs: int = 300
-    patience: int = 40
+    epochs: int = 150
+    patience: int = 30
     eval_every: int = 5
     methods: Tuple[str, ...] = METHODS
-    adv_epochs: int = 20
+    adv_epochs: int = 10
     adv_eval_every: int = 2
     eps: float = 10.0
     lam1: float = 1.0
@@ -83,7 +84,8 @@ class CATConfig:
     last_k: Tuple[int, ...] = (1, 2, 3, 4, 5)
     pool_size: int = 20
     step: float = 1.0
-    threads: Optional[int] = None
+    threads: Optional[int] = 1     # torch threads for the run: these small models are per-op bound,
+                                   # and 2 threads on a busy 2-core machine ran 10-100x slower
     progress: Optional[bool] = None
 
     @classmethod
@@ -244,6 +246,9 @@ def _fit_adversarial(name: str, base_state, data: SeqData, config: CATConfig, se
     loss = CascadeAdversarialLoss(method, eps=eps, lam1=config.lam1, lam2=config.lam2, scale=scale, seed=seed)
     history = _trainer(config, seed, show, f"{name} {method} eps {eps:g}", loss).fit(
         model, data.split.train, _validator(data))
+    report(f"cat: seed {seed} {name} {method} eps {eps:g} ({components}): best valid nDCG@10 "
+           f"{history.best_metric:.4f} at epoch {history.best_epoch + 1}/{history.epochs}, "
+           f"{history.train_seconds:.0f} s")
     return model, {"epochs": history.epochs, "best_epoch": history.best_epoch,
                    "valid": history.best_metric, "curve": _curve(history),
                    "seconds_per_epoch": history.train_seconds / max(history.epochs, 1)}
@@ -256,6 +261,8 @@ def _curve(history) -> List[Tuple[int, float]]:
 def _run_model(name: str, data: SeqData, config: CATConfig, seed: int, show: bool) -> Dict[str, Any]:
     model = _build(name, data, config, seed)
     history = _trainer(config, seed, show, f"{name} base").fit(model, data.split.train, _validator(data))
+    report(f"cat: seed {seed} {name} base: best valid nDCG@10 {history.best_metric:.4f} at epoch "
+           f"{history.best_epoch + 1}/{history.epochs}, {history.train_seconds:.0f} s")
     base_state = copy.deepcopy(model.state_dict())
     base_result = _test(model, data)
     base = _summary(base_result)
@@ -289,6 +296,16 @@ def run_cat(config: Optional[CATConfig] = None) -> CATResult:
     """Run the experiment for every seed and model of ``config``."""
     config = config or CATConfig()
     config.validate()
+    previous = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(config: CATConfig) -> CATResult:
     start = time.perf_counter()
     data = load_data(config)
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)

@@ -1,5 +1,6 @@
 """Training loop and defenses."""
 from .adversarial import AdversarialRegularizer, AMRLoss, train_amf, train_amr
+from .cascade_effects import cascade_effects
 from .checkpoint import load_checkpoint, save_checkpoint
 from .eals import fit_eals
 from .classifier import ClassifierHistory, ClassifierTrainer, accuracy, evaluate, predict
@@ -9,6 +10,7 @@ from .sequential import SequenceTrainer
 from .trainer import History, Trainer
 
 __all__ = ["Trainer", "History", "save_checkpoint", "load_checkpoint", "ClassifierTrainer",
+           "cascade_effects",
            "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss", "FMRobustLoss",
            "AdversarialRegularizer", "AMRLoss", "train_amf", "train_amr", "fit_eals",
            "SequenceTrainer"]

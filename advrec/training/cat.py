@@ -96,31 +96,43 @@ class CascadeAdversarialLoss:
             raise ValueError(f"scale rows have {s.shape[1]} columns, the sequences {mask.shape[1]}")
         return (s * mask).unsqueeze(-1)
 
-    def _first_level(self, model, seq, mask, valid, S, states, rng, batch) -> torch.Tensor:
+    def sequence_perturbation(self, model: SequentialRecommender, batch: Batch, S: torch.Tensor,
+                              states: torch.Tensor, rng: torch.Tensor) -> torch.Tensor:
+        """(1/C) ⊙ A for the batch (eq. 7): A = ε·g/‖g‖ per sequence, zero at padding.
+
+        ``rng`` is the CPU generator state the clean pass ``states = encode(seq, embeddings=S)``
+        started from, so this pass draws the same dropout masks.
+        """
+        seq, valid = batch["seq"], batch["pos"] != PAD
+        mask = seq != PAD
         scale = self._position_scale(batch, mask)
-        target = states.detach()
         r = torch.randn(S.shape, generator=self.gen).to(S) * mask.unsqueeze(-1)
         r = self.xi * r / torch.linalg.vector_norm(r, dim=(1, 2), keepdim=True).clamp(min=1e-12)
         x = (S.detach() + r * scale).requires_grad_(True)
         torch.set_rng_state(rng)
         probe = model.encode(seq, embeddings=x)
-        dist = (_safe_norm(probe - target) * valid).sum()
+        dist = (_safe_norm(probe - states.detach()) * valid).sum()
         (g,) = torch.autograd.grad(dist, x)
         norm = torch.linalg.vector_norm(g, dim=(1, 2), keepdim=True)
         A = self.eps * g / torch.where(norm > 0, norm, torch.ones_like(norm))
-        torch.set_rng_state(rng)
-        perturbed = model.encode(seq, embeddings=S + A * scale)
-        return (_safe_norm(perturbed - target) * valid).sum() / valid.sum().clamp(min=1)
+        return A * scale
 
-    def _second_level(self, w, table, pos, neg, valid) -> torch.Tensor:
-        e_j, e_n = table[pos.clamp(min=0)], table[neg.clamp(min=0)]
+    def _first_level(self, model, seq, mask, valid, S, states, rng, batch) -> torch.Tensor:
+        delta = self.sequence_perturbation(model, batch, S, states, rng)
+        torch.set_rng_state(rng)
+        perturbed = model.encode(seq, embeddings=S + delta)
+        return (_safe_norm(perturbed - states.detach()) * valid).sum() / valid.sum().clamp(min=1)
+
+    def embedding_perturbations(self, w: torch.Tensor, e_j: torch.Tensor, e_n: torch.Tensor):
+        """(δ_w, δ_j, δ_n) of eq. 9: ε times each one's normalised BCE gradient, in closed form."""
         with torch.no_grad():
             a = 1.0 - torch.sigmoid((w * e_j).sum(-1, keepdim=True))   # -(∂ℓ/∂r_j)
             c = torch.sigmoid((w * e_n).sum(-1, keepdim=True))         # ∂ℓ/∂r_n
-            d_w = _unit_rows(-a * e_j + c * e_n, self.eps)
-            d_j = _unit_rows(-a * w, self.eps)
-            d_n = _unit_rows(c * w, self.eps)
+            return (_unit_rows(-a * e_j + c * e_n, self.eps), _unit_rows(-a * w, self.eps),
+                    _unit_rows(c * w, self.eps))
+
+    def _second_level(self, w, table, pos, neg, valid) -> torch.Tensor:
+        e_j, e_n = table[pos.clamp(min=0)], table[neg.clamp(min=0)]
+        d_w, d_j, d_n = self.embedding_perturbations(w, e_j, e_n)
         w_hat = w + d_w
-        r_pos = (w_hat * (e_j + d_j)).sum(-1)
-        r_neg = (w_hat * (e_n + d_n)).sum(-1)
-        return bce_pairs(r_pos, r_neg, valid)
+        return bce_pairs((w_hat * (e_j + d_j)).sum(-1), (w_hat * (e_n + d_n)).sum(-1), valid)

@@ -79,6 +79,10 @@ class SequenceTrainer:
     def _fit(self, model, train: Interactions, seqs: TrainingSequences, validator) -> History:
         indptr, indices = train.to_csr()
         users_all = np.flatnonzero((seqs.targets != PAD).any(axis=1))
+        full = users_all[np.diff(indptr)[users_all] >= train.n_items]
+        if full.size:  # rejection sampling of their negatives would never end
+            raise ValueError(f"{full.size} user(s) interacted with every item (e.g. user {full[0]}): "
+                             "no negative item exists for them")
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.l2)
