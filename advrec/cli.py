@@ -111,10 +111,9 @@ def _demo_cat(args: argparse.Namespace) -> list:
     from .experiments.cat import CATConfig, run_cat
     from .report import format_table
 
-    # 40 + 4 epochs instead of --quick's 60 + 6 keep this part near 90 s on 2 cores (SASRec at T = 50:
-    # ~1.3 s per base epoch, ~4 s per adv_cas epoch, ~7 s for the substitutions; one torch thread,
-    # as the other experiments use)
-    config = CATConfig.quick(seeds=(args.seed,), models=("SASRec",), methods=("adv_cas",), last_k=(1,), threads=1,
+    # 40 + 4 epochs instead of --quick's 60 + 6 keep this part near 90 s on 2 cores (SASRec at T = 50,
+    # one thread: ~1.3 s per base epoch, ~4 s per adv_cas epoch, ~7 s for the substitutions)
+    config = CATConfig.quick(seeds=(args.seed,), models=("SASRec",), methods=("adv_cas",), last_k=(1,),
                              epochs=min(40, args.epochs), adv_epochs=min(4, args.epochs),
                              progress=None if not args.no_progress else False)
     start = time.perf_counter()
@@ -303,9 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cat: SASRec and/or GRU4Rec (default both; --quick: SASRec)")
     run.add_argument("--eps", type=float, default=None, help="cat: the adversarial perturbation size eps (default 10)")
     run.add_argument("--epochs", type=int, default=None,
-                     help="cat: maximum base-phase epochs, early stopping decides (default 300; --quick: 60)")
+                     help="cat: maximum base-phase epochs, early stopping decides (default 150; --quick: 60)")
     run.add_argument("--adv-epochs", type=int, default=None,
-                     help="cat: epochs of each adversarial phase (default 20; --quick: 6)")
+                     help="cat: epochs of each adversarial phase (default 10; --quick: 6)")
     run.add_argument("--max-len", type=int, default=None, help="cat: sequence length T (default 50)")
     run.add_argument("--amr-eps", type=float, default=None, help="AMR's training perturbation size (row L2 norm)")
     run.add_argument("--amr-lam", type=float, default=None, help="AMR's adversarial regulariser weight lambda")

@@ -249,6 +249,7 @@ def test_acceptance_without_adv_cas_checks_only_the_base(result):
 
 def test_report_files_strict_json_round_trip(result, tmp_path):
     result.seeds[0]["models"]["GRU4Rec"]["methods"]["adv_seq"]["p_vs_base"]["HR@10"] = float("nan")
+    result.seeds[1]["models"]["SASRec"]["seconds"] = float("inf")
     files = cat_report.write_report(result, tmp_path)
     assert tmp_path / "cat.json" in files and tmp_path / "cat.md" in files
 
@@ -259,8 +260,9 @@ def test_report_files_strict_json_round_trip(result, tmp_path):
     assert payload["seeds"][0]["models"]["GRU4Rec"]["methods"]["adv_seq"]["p_vs_base"]["HR@10"] is None
     assert payload["config"]["seeds"] == [0, 1] and payload["seconds"] == 321.0
     assert [c["passed"] for c in payload["acceptance"]] == [c.passed for c in cat_report.acceptance(result)]
+    assert payload["seeds"][1]["models"]["SASRec"]["seconds"] == "inf"
     back = cat_report.result_from_json(payload)
-    assert back.config == result.config
+    assert back.config == result.config and back.seeds[1]["models"]["SASRec"]["seconds"] == float("inf")
     assert math.isnan(back.seeds[0]["models"]["GRU4Rec"]["methods"]["adv_seq"]["p_vs_base"]["HR@10"])
     assert cat_report.render_markdown(back) == cat_report.render_markdown(result)
     with pytest.raises(ValueError, match="payload"):
@@ -327,7 +329,7 @@ def _shape(x):
 def tiny(**overrides):
     base = dict(epochs=3, adv_epochs=2, dim=8, max_len=10, n_blocks=1, eval_every=1, adv_eval_every=1,
                 models=("SASRec", "GRU4Rec"), component_models=("SASRec",), sweep_eps=(1.0,),
-                sweep_models=("GRU4Rec",), last_k=(1, 2), pool_size=5, threads=1, progress=False)
+                sweep_models=("GRU4Rec",), last_k=(1, 2), pool_size=5, progress=False)
     base.update(overrides)
     return CATConfig.quick(**base)
 
