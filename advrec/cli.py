@@ -1,5 +1,6 @@
-"""The ``advrec`` command: ``demo`` (baselines, a quick attack and a quick AMR run), ``attack`` (MSAP:
-FGSM/BIM/PGD against BPR-MF and AMF), ``run amr`` (VBPR/AMR with feature perturbations),
+"""The ``advrec`` command: ``demo`` (baselines, a quick attack, a quick AMR and a quick CAT run),
+``attack`` (MSAP: FGSM/BIM/PGD against BPR-MF and AMF), ``run amr`` (VBPR/AMR with feature
+perturbations), ``run cat`` (SASRec/GRU4Rec with cascade-guided adversarial training),
 ``certify`` (FM certification), ``info`` (the build)."""
 from __future__ import annotations
 
@@ -36,13 +37,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           f"whole demo {time.perf_counter() - start:.1f} s")
     attack_rows = [] if args.no_attack else _demo_attack(args, result.model)
     amr_rows = [] if args.no_amr else _demo_amr(args)
+    cat_rows = [] if args.no_cat else _demo_cat(args)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "demo.json").write_text(json.dumps({**result.to_dict(), "attack": attack_rows, "amr": amr_rows},
-                                                  indent=2))
+        (out / "demo.json").write_text(json.dumps({**result.to_dict(), "attack": attack_rows, "amr": amr_rows,
+                                                   "cat": cat_rows}, indent=2))
         md = format_table(result.rows, ["model", *METRIC_COLUMNS, "train_s"], markdown=True) + "\n"
-        for rows in (attack_rows, amr_rows):
+        for rows in (attack_rows, amr_rows, cat_rows):
             if rows:
                 md += "\n" + format_table(rows, markdown=True) + "\n"
         (out / "demo.md").write_text(md)
@@ -103,6 +105,56 @@ def _demo_amr(args: argparse.Namespace) -> list:
     return rows + drops
 
 
+def _demo_cat(args: argparse.Namespace) -> list:
+    """The quick CAT run: SASRec trained plainly, then on with cascade-guided adversarial training,
+    clean and with the last history item replaced adversarially (seed ``--seed``)."""
+    from .experiments.cat import CATConfig, run_cat
+    from .report import format_table
+
+    # 40 + 4 epochs instead of --quick's 60 + 6 keep this part near 90 s on 2 cores (SASRec at T = 50,
+    # one thread: ~1.3 s per base epoch, ~4 s per adv_cas epoch, ~7 s for the substitutions)
+    config = CATConfig.quick(seeds=(args.seed,), models=("SASRec",), methods=("adv_cas",), last_k=(1,),
+                             epochs=min(40, args.epochs), adv_epochs=min(4, args.epochs),
+                             progress=None if not args.no_progress else False)
+    start = time.perf_counter()
+    result = run_cat(config)
+    methods = result.seeds[0]["models"]["SASRec"]["methods"]
+    rows = []
+    for name in ("base", "adv_cas"):
+        rec, last = methods[name], methods[name]["substitution"]["last"]["drop"]
+        rows.append({"model": "SASRec", "training": name, "NDCG@10": rec["test"]["nDCG@10"],
+                     "HT@10": rec["test"]["HR@10"], "NDCG@10 drop, last item replaced": last["nDCG@10"],
+                     "HT@10 drop, last item replaced": last["HR@10"]})
+    print(f"\nSASRec on ML-100K, leave-one-out by time, full ranking (T = {config.max_len}), base trained "
+          f"{methods['base']['epochs']} epochs; adv_cas = the base trained on for {methods['adv_cas']['epochs']} epochs "
+          f"of cascade-guided adversarial training (eps {config.eps:g}, best validation epoch kept). Drop: relative, "
+          "when the last history item is replaced by a similar item chosen adversarially:")
+    print(format_table(rows))
+    print(f"CAT demo {time.perf_counter() - start:.1f} s; `advrec run cat` runs the full experiment")
+    return rows
+
+
+#: flags of ``advrec run`` that only one experiment reads (``None`` when not given)
+_RUN_ONLY = {"amr": ("amr_eps", "amr_lam", "cold_share", "features"),
+             "cat": ("models", "eps", "adv_epochs", "max_len", "epochs")}
+
+
+def _cat_config(args: argparse.Namespace):
+    from .experiments.cat import CATConfig
+
+    overrides = dict(progress=None if not args.no_progress else False, data_path=args.data,
+                     data_format=args.format)
+    for name in ("eps", "adv_epochs", "max_len", "epochs"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    for name in ("seeds", "models"):
+        if getattr(args, name) is not None:
+            overrides[name] = tuple(getattr(args, name))
+    config = CATConfig.quick(**overrides) if args.quick else CATConfig(**overrides)
+    config.validate()
+    return config
+
+
 def _run_config(args: argparse.Namespace):
     from .experiments.amr import AMRConfig
 
@@ -135,6 +187,18 @@ def _experiment(args: argparse.Namespace, label: str, what: str, make_config, ru
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    for other, names in _RUN_ONLY.items():
+        given = [n for n in names if other != args.experiment and getattr(args, n) is not None]
+        if given:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            print(f"advrec run {args.experiment}: error: {flags} only apply to `advrec run {other}`", file=sys.stderr)
+            return 2
+    if args.experiment == "cat":
+        from .experiments import cat_report
+        from .experiments.cat import run_cat
+
+        return _experiment(args, "run cat", "SASRec/GRU4Rec with cascade-guided adversarial training", _cat_config,
+                           run_cat, cat_report)
     from .experiments import amr_report
     from .experiments.amr import run_amr
 
@@ -192,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=str, default=None, help="directory for demo.json / demo.md")
     demo.add_argument("--no-attack", action="store_true", help="skip the quick attack run (AMF, FGSM/BIM/PGD)")
     demo.add_argument("--no-amr", action="store_true", help="skip the quick VBPR/AMR run (needs the content extra)")
+    demo.add_argument("--no-cat", action="store_true",
+                      help="skip the quick SASRec / cascade-guided adversarial training run")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_cmd_demo)
     cert = sub.add_parser("certify", help="train FM, RFM-1 and FM-RT on ML-100K and certify their robustness "
@@ -223,22 +289,34 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--no-progress", action="store_true", help="hide progress bars")
     att.set_defaults(func=_cmd_attack)
     run = sub.add_parser("run", help="run a paper's experiment: amr = VBPR and AMR with item content features "
-                                     "(Tang et al., TKDE 2020) on ML-100K text features or your data")
-    run.add_argument("experiment", choices=("amr",), help="which experiment")
+                                     "(Tang et al., TKDE 2020) on ML-100K text features or your data; cat = "
+                                     "SASRec and GRU4Rec with cascade-guided adversarial training and its "
+                                     "baselines, under item substitution (Tan et al.) on ML-100K or your data")
+    run.add_argument("experiment", choices=("amr", "cat"), help="which experiment")
     run.add_argument("--quick", action="store_true",
-                     help="one seed, short AMR training and curves, no cold-item split (a few minutes)")
+                     help="one seed and short phases (a few minutes); amr: short AMR training and curves, no "
+                          "cold-item split; cat: SASRec, adv_cas only, no ablations")
     run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                      help="seeds to average over (default 0 1 2; --quick: 0)")
+    run.add_argument("--models", type=str, nargs="+", default=None, metavar="M",
+                     help="cat: SASRec and/or GRU4Rec (default both; --quick: SASRec)")
+    run.add_argument("--eps", type=float, default=None, help="cat: the adversarial perturbation size eps (default 10)")
+    run.add_argument("--epochs", type=int, default=None,
+                     help="cat: maximum base-phase epochs, early stopping decides (default 150; --quick: 60)")
+    run.add_argument("--adv-epochs", type=int, default=None,
+                     help="cat: epochs of each adversarial phase (default 10; --quick: 6)")
+    run.add_argument("--max-len", type=int, default=None, help="cat: sequence length T (default 50)")
     run.add_argument("--amr-eps", type=float, default=None, help="AMR's training perturbation size (row L2 norm)")
     run.add_argument("--amr-lam", type=float, default=None, help="AMR's adversarial regulariser weight lambda")
     run.add_argument("--cold-share", type=float, default=None,
                      help="share of test cases drawn cold in the cold-item split (0 skips it; default 0.05)")
     run.add_argument("--data", type=str, default=None, metavar="PATH",
-                     help="your interactions instead of ML-100K (needs --features)")
+                     help="your interactions instead of ML-100K (amr: needs --features; cat: needs timestamps)")
     run.add_argument("--format", type=str, default=None, help="format of --data (default: guessed from the name)")
     run.add_argument("--features", type=str, default=None, metavar="PATH",
                      help="item features (.npy in item order, or .npz keyed by item id), e.g. CNN image features")
-    run.add_argument("--out", type=str, default=None, help="directory for amr.json, amr.md and the PNG figures")
+    run.add_argument("--out", type=str, default=None,
+                     help="directory for amr.json / cat.json, the Markdown report and the PNG figures")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(func=_cmd_run)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
@@ -249,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     for flag in ("epochs", "rt_epochs", "node_budget"):
-        if getattr(args, flag, 1) < 1:
+        value = getattr(args, flag, None)   # None: not a flag of this command, or not given
+        if value is not None and value < 1:
             print(f"advrec: error: --{flag.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
     return int(args.func(args))

@@ -13,12 +13,13 @@ def test_info_prints_the_build(capsys):
 
 
 def test_demo_one_epoch_writes_results(tmp_path, capsys):
-    assert main(["demo", "--epochs", "1", "--no-progress", "--no-amr", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--epochs", "1", "--no-progress", "--no-amr", "--no-cat", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "BPR-MF" in out and "Pop" in out and "HR@10" in out
     saved = json.loads((tmp_path / "demo.json").read_text())
     models = [r["model"] for r in saved["rows"]]
     assert models == ["Pop", "BPR-MF"]
+    assert saved["cat"] == [] and "CAT demo" not in out   # --no-cat
     for row in saved["rows"]:
         assert 0.0 <= row["HR@10"] <= 1.0 and 0.0 <= row["nDCG@10"] <= row["HR@10"]
 
@@ -29,12 +30,12 @@ def test_demo_amr_part(tmp_path, capsys, monkeypatch):
     import advrec.data.content as content
 
     if content.content_extra_available():
-        assert main(["demo", "--epochs", "1", "--no-progress", "--no-attack", "--out", str(tmp_path)]) == 0
+        assert main(["demo", "--epochs", "1", "--no-progress", "--no-attack", "--no-cat", "--out", str(tmp_path)]) == 0
         saved = json.loads((tmp_path / "demo.json").read_text())
         assert [r["model"] for r in saved["amr"][:2]] == ["VBPR", "AMR"]
         assert "Relative nDCG@10 drop" in capsys.readouterr().out
     monkeypatch.setattr(content, "content_extra_available", lambda: False)
-    assert main(["demo", "--epochs", "1", "--no-progress", "--no-attack", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--epochs", "1", "--no-progress", "--no-attack", "--no-cat", "--out", str(tmp_path)]) == 0
     assert "AMR demo skipped" in capsys.readouterr().out
     assert json.loads((tmp_path / "demo.json").read_text())["amr"] == []
 
@@ -46,6 +47,56 @@ def test_run_amr_rejects_bad_settings(capsys):
     assert "features_path" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "nonsense"])
+
+
+def test_demo_cat_part(tmp_path, capsys):
+    """The demo's quick CAT run: SASRec base and adv_cas, clean and with the last item replaced."""
+    assert main(["demo", "--epochs", "1", "--no-progress", "--no-attack", "--no-amr", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "CAT demo" in out and "adv_cas" in out
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert [r["training"] for r in saved["cat"]] == ["base", "adv_cas"]
+    for row in saved["cat"]:
+        assert 0.0 <= row["NDCG@10"] <= row["HT@10"] <= 1.0
+        assert row["NDCG@10 drop, last item replaced"] <= 1.0 and row["HT@10 drop, last item replaced"] <= 1.0
+    assert "adv_cas" in (tmp_path / "demo.md").read_text()
+
+
+def test_run_cat_quick_writes_its_report(tmp_path, capsys):
+    assert main(["run", "cat", "--quick", "--seeds", "0", "--models", "GRU4Rec", "--epochs", "2", "--adv-epochs",
+                 "1", "--max-len", "8", "--eps", "5", "--no-progress", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "advrec run cat" in out and "Table 3" in out and "Acceptance" in out
+    saved = json.loads((tmp_path / "cat.json").read_text())
+    cfg = saved["config"]
+    assert (cfg["seeds"], cfg["models"], cfg["epochs"], cfg["adv_epochs"], cfg["max_len"], cfg["eps"]) == \
+        ([0], ["GRU4Rec"], 2, 1, 8, 5.0)
+    assert cfg["methods"] == ["adv_cas"] and cfg["component_models"] == [] and cfg["sweep_eps"] == []  # --quick
+    methods = saved["seeds"][0]["models"]["GRU4Rec"]["methods"]
+    assert set(methods) == {"base", "adv_cas"} and methods["base"]["epochs"] == 2
+    assert (tmp_path / "cat.md").read_text().startswith("# CAT on")
+
+
+def test_run_rejects_the_other_experiments_flags(capsys):
+    for argv, flag, owner in [(["run", "cat", "--amr-eps", "1"], "--amr-eps", "amr"),
+                              (["run", "cat", "--features", "f.npy", "--cold-share", "0.1"], "--cold-share", "amr"),
+                              (["run", "amr", "--models", "SASRec"], "--models", "cat"),
+                              (["run", "amr", "--eps", "1"], "--eps", "cat"),
+                              (["run", "amr", "--adv-epochs", "3", "--max-len", "20"], "--max-len", "cat"),
+                              (["run", "amr", "--epochs", "3"], "--epochs", "cat")]:
+        assert main(argv + ["--no-progress"]) == 2, argv
+        err = capsys.readouterr().err
+        assert flag in err and f"advrec run {owner}" in err, err
+
+
+def test_run_cat_rejects_bad_settings(capsys):
+    for argv, name in [(["--eps", "-1"], "eps"), (["--models", "BERT4Rec"], "models"), (["--max-len", "0"], "max_len"),
+                       (["--adv-epochs", "0"], "adv_epochs"), (["--quick", "--eps", "nan"], "eps")]:
+        assert main(["run", "cat", "--no-progress"] + argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "advrec run cat: error" in err and name in err, err
+    assert main(["run", "cat", "--epochs", "0"]) == 2
+    assert "--epochs must be >= 1" in capsys.readouterr().err
 
 
 def test_bad_arguments_exit_nonzero(capsys):
