@@ -29,3 +29,15 @@ def reports():
     logging.getLogger("advrec").addHandler(handler)
     yield msgs
     logging.getLogger("advrec").removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one torch thread is fastest, and immune to a busy machine's contention
+    (modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,6 +10,7 @@ from advrec.models.sequential import bce_pairs
 from advrec.training.cat import METHODS, CascadeAdversarialLoss
 
 N_ITEMS, T = 25, 6
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(seed: int = 0, b: int = 5):

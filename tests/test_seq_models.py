@@ -10,19 +10,13 @@ import torch.nn.functional as F
 from advrec import kernels
 from advrec.data import PAD, Interactions, exclusion_csr, leave_one_out, user_sequences
 from advrec.evaluation import evaluate
-from advrec.models import GRU4Rec, SASRec, SequentialRecommender
+from advrec.models import GRU4Rec, SASRec
 from advrec.training import load_checkpoint, save_checkpoint
 
 N_USERS, N_ITEMS, DIM, T = 7, 20, 8, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one torch thread is fastest, and immune to a busy machine's contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(kind, max_len=T, seed=0, dropout=0.0, loss="bce", n_items=N_ITEMS, n_users=N_USERS, dim=DIM):

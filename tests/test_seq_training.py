@@ -14,13 +14,7 @@ from advrec.training import SequenceTrainer
 N_USERS, N_ITEMS, LENGTH, T = 80, 50, 10, 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one torch thread is fastest, and immune to a busy machine's contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def walks(n_users=N_USERS, n_items=N_ITEMS, length=LENGTH, seed=0):

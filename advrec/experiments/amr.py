@@ -36,6 +36,7 @@ from ..data.sampling import BPRSampler
 from ..evaluation import case_ranks, evaluate, sampled_cases, validator
 from ..models import DUIF, MF, VBPR, Pop
 from ..training import Trainer, fit_eals, train_amr
+from .inputs import implicit_interactions
 
 #: Table 2 rows, in the paper's order.
 MODELS = ("Pop", "MF", "MF-eALS", "DUIF", "VBPR", "AMR")
@@ -164,15 +165,7 @@ class AMRData:
 
 def load_data(config: AMRConfig) -> AMRData:
     """The implicit interactions and the item feature matrix (text features of ML-100K by default)."""
-    if config.data_path is not None:
-        loaded = D.load_file(config.data_path, config.data_format)
-        ratings = loaded.interactions if isinstance(loaded, D.Dataset) else loaded
-        if not hasattr(ratings, "to_csr"):
-            raise ValueError(f"data_path: {config.data_path} holds no user-item interactions")
-        inter, source = D.implicit(ratings, _quiet=True), str(config.data_path)
-    else:
-        dataset = D.load(config.dataset)
-        inter, source = D.implicit(dataset.interactions, _quiet=True), f"{config.dataset} ({dataset.source})"
+    inter, source, dataset = implicit_interactions(config.dataset, config.data_path, config.data_format)
     if config.features_path is not None:
         features = D.load_item_features(config.features_path, inter.item_ids)
         feature_source = f"{config.features_path} ({features.shape[1]} columns)"

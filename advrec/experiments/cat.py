@@ -39,6 +39,7 @@ from ..evaluation import evaluate
 from ..models import GRU4Rec, SASRec
 from ..training import SequenceTrainer, cascade_effects
 from ..training.cat import METHODS, CascadeAdversarialLoss
+from .inputs import implicit_interactions
 
 SEQ_MODELS = {"SASRec": SASRec, "GRU4Rec": GRU4Rec}
 #: Table 4's ablations: name -> the cascade component kept.
@@ -163,15 +164,7 @@ class SeqData:
 
 def load_data(config: CATConfig) -> SeqData:
     """Implicit interactions (every rating counts), split by time, and the sequences."""
-    if config.data_path is not None:
-        loaded = D.load_file(config.data_path, config.data_format)
-        ratings = loaded.interactions if isinstance(loaded, D.Dataset) else loaded
-        if not hasattr(ratings, "to_csr"):
-            raise ValueError(f"data_path: {config.data_path} holds no user-item interactions")
-        inter, source = D.implicit(ratings, _quiet=True), str(config.data_path)
-    else:
-        dataset = D.load(config.dataset)
-        inter, source = D.implicit(dataset.interactions, _quiet=True), f"{config.dataset} ({dataset.source})"
+    inter, source, _ = implicit_interactions(config.dataset, config.data_path, config.data_format)
     if config.min_interactions > 0:
         before = len(inter)
         inter = D.k_core(inter, config.min_interactions, config.min_interactions)

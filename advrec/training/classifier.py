@@ -8,7 +8,6 @@ row numbers in the training matrix, for looking up per-instance precomputed valu
 """
 from __future__ import annotations
 
-import copy
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.fields import InstanceMatrix
-from .trainer import EpochLog, restore_best
+from .trainer import BestEpoch, EpochLog, restore_best
 
 __all__ = ["ClassifierTrainer", "ClassifierHistory", "accuracy", "predict", "evaluate",
            "ClassifierLossFn"]
@@ -154,9 +153,7 @@ class ClassifierTrainer:
         labels = torch.from_numpy(train.labels.astype(np.float32))
         lengths = indptr[1:] - indptr[:-1]
         opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        history = ClassifierHistory()
-        best_state: Optional[dict] = None
-        since_best = 0
+        history, keeper = ClassifierHistory(), BestEpoch(self.patience)
         m = len(train)
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         bar = tqdm(range(self.epochs), desc=f"train {type(model).__name__}", disable=not show,
@@ -186,21 +183,17 @@ class ClassifierTrainer:
             if valid is not None and len(valid):
                 ev = evaluate(model, valid)
                 acc, logloss = ev["accuracy"], ev["logloss"]
-                if best_state is None or acc > history.best_accuracy:
+                if keeper.offer(model, acc, history.best_accuracy, 1):
                     history.best_accuracy, history.best_epoch = acc, epoch
-                    best_state = copy.deepcopy(model.state_dict())
-                    since_best = 0
-                else:
-                    since_best += 1
             history.valid_accuracy.append(acc)
             history.valid_logloss.append(logloss)
             history.seconds.append(time.perf_counter() - start)
             bar.set_postfix(loss=f"{history.loss[-1]:.4f}", acc=f"{acc:.4f}")
-            if self.patience is not None and best_state is not None and since_best >= self.patience:
+            if keeper.exhausted:
                 history.stopped_early = True
                 break
         bar.close()
-        return restore_best(model, history, best_state)
+        return restore_best(model, history, keeper.state)
 
 
 def _gather(indptr: torch.Tensor, indices: torch.Tensor, lengths: torch.Tensor,

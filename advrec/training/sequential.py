@@ -8,10 +8,9 @@ validation epoch" work as in ``Trainer``.
 """
 from __future__ import annotations
 
-import copy
 import sys
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from ..data.sampling import _draw_negatives
 from ..data.sequences import PAD, TrainingSequences, training_sequences
 from ..models.base import Batch
 from ..models.sequential import SequentialRecommender
-from .trainer import History, restore_best
+from .trainer import BestEpoch, History, close_epoch, restore_best
 
 SeqLossFn = Callable[[SequentialRecommender, Batch], torch.Tensor]
 Validator = Callable[[SequentialRecommender], float]
@@ -86,7 +85,7 @@ class SequenceTrainer:
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.l2)
-        history, best_state, since_best = History(), None, 0
+        history, keeper = History(), BestEpoch(self.patience)
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         bar = tqdm(range(self.epochs), desc=self.desc or f"train {type(model).__name__}",
                    disable=not show, leave=False)
@@ -106,28 +105,10 @@ class SequenceTrainer:
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(u)
-            history.loss.append(total / len(order))
-            if not np.isfinite(history.loss[-1]):
-                raise FloatingPointError(f"training loss became {history.loss[-1]} at epoch {epoch}; lower lr")
-            metric = float("nan")
-            if validator is not None and (epoch + 1) % self.eval_every == 0:
-                model.eval()
-                with torch.no_grad():
-                    metric = float(validator(model))
-                if best_state is None or metric > history.best_metric:
-                    history.best_metric, history.best_epoch = metric, epoch
-                    best_state = copy.deepcopy(model.state_dict())
-                    since_best = 0
-                else:
-                    since_best += self.eval_every
-            history.metric.append(metric)
-            history.seconds.append(time.perf_counter() - start)
-            bar.set_postfix(loss=f"{history.loss[-1]:.4f}", val=f"{metric:.4f}")
-            if self.patience is not None and best_state is not None and since_best >= self.patience:
-                history.stopped_early = True
+            if close_epoch(model, history, keeper, total / len(order), epoch, validator, self.eval_every, start, bar):
                 break
         bar.close()
-        return restore_best(model, history, best_state)
+        return restore_best(model, history, keeper.state)
 
     @staticmethod
     def _negatives(users: np.ndarray, targets: np.ndarray, indptr, indices, n_items: int,

@@ -5,7 +5,7 @@ import copy
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -33,6 +33,56 @@ class EpochLog:
     @property
     def train_seconds(self) -> float:
         return float(sum(self.seconds))
+
+
+class BestEpoch:
+    """Early stopping's bookkeeping, shared by the trainers: the best validation epoch's weights
+    and the epochs trained since it."""
+
+    def __init__(self, patience: Optional[int]) -> None:
+        self.patience = patience
+        self.state: Optional[Dict[str, torch.Tensor]] = None
+        self.since = 0
+
+    def offer(self, model: torch.nn.Module, metric: float, best: float, epochs: int) -> bool:
+        """Keep the weights if ``metric`` beats ``best`` (or nothing is kept yet); ``epochs``: how
+        many epochs this validation covers. True when it was kept."""
+        if self.state is None or metric > best:
+            self.state, self.since = copy.deepcopy(model.state_dict()), 0
+            return True
+        self.since += epochs
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.patience is not None and self.state is not None and self.since >= self.patience
+
+
+def validate(model: torch.nn.Module, validator: Callable[[torch.nn.Module], float]) -> float:
+    """The validator's number for the model in eval mode, without gradients."""
+    model.eval()
+    with torch.no_grad():
+        return float(validator(model))
+
+
+def close_epoch(model: torch.nn.Module, history: "History", keeper: BestEpoch, loss: float, epoch: int,
+                validator: Optional[Callable[[torch.nn.Module], float]], eval_every: int, started: float,
+                bar: Any) -> bool:
+    """Record one epoch of a ranking trainer (loss, validation every ``eval_every`` epochs with the
+    best weights kept, seconds since ``started``); True when patience has run out."""
+    history.loss.append(loss)
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"training loss became {loss} at epoch {epoch}; lower lr")
+    metric = float("nan")
+    if validator is not None and (epoch + 1) % eval_every == 0:
+        metric = validate(model, validator)
+        if keeper.offer(model, metric, history.best_metric, eval_every):
+            history.best_metric, history.best_epoch = metric, epoch
+    history.metric.append(metric)
+    history.seconds.append(time.perf_counter() - started)
+    bar.set_postfix(loss=f"{loss:.4f}", val=f"{metric:.4f}")
+    history.stopped_early = keeper.exhausted
+    return history.stopped_early
 
 
 def restore_best(model: torch.nn.Module, history: "EpochLog",
@@ -164,9 +214,7 @@ class Trainer:
         torch.manual_seed(self.seed)
         model.to(self.device)
         opt = OPTIMIZERS[self.optimizer_name](model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        history = History()
-        best_state: Optional[Dict[str, torch.Tensor]] = None
-        since_best = 0
+        history, keeper = History(), BestEpoch(self.patience)
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         bar = tqdm(range(self.epochs), desc=f"train {type(model).__name__}", disable=not show, leave=False)
         for epoch in bar:
@@ -187,25 +235,7 @@ class Trainer:
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * batch["user"].shape[0]
-            history.loss.append(total / n)
-            if not np.isfinite(history.loss[-1]):
-                raise FloatingPointError(f"training loss became {history.loss[-1]} at epoch {epoch}; lower lr")
-            metric = float("nan")
-            if validator is not None and (epoch + 1) % self.eval_every == 0:
-                model.eval()
-                with torch.no_grad():
-                    metric = float(validator(model))
-                if best_state is None or metric > history.best_metric:
-                    history.best_metric, history.best_epoch = metric, epoch
-                    best_state = copy.deepcopy(model.state_dict())
-                    since_best = 0
-                else:
-                    since_best += self.eval_every
-            history.metric.append(metric)
-            history.seconds.append(time.perf_counter() - start)
-            bar.set_postfix(loss=f"{history.loss[-1]:.4f}", val=f"{metric:.4f}")
-            if self.patience is not None and best_state is not None and since_best >= self.patience:
-                history.stopped_early = True
+            if close_epoch(model, history, keeper, total / n, epoch, validator, self.eval_every, start, bar):
                 break
         bar.close()
-        return restore_best(model, history, best_state)
+        return restore_best(model, history, keeper.state)
