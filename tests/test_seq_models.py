@@ -437,3 +437,15 @@ def test_evaluation_never_ranks_history_items(kind):
     assert hits > n_users // 2
     plain = evaluate(model, split.test, exclude=(), k=(10,))
     assert (plain.topk != res.topk).any()
+
+
+@pytest.mark.parametrize("cls", [SASRec, GRU4Rec])
+def test_construction_leaves_the_global_generator_alone(cls):
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    first = cls(N_USERS, N_ITEMS, dim=DIM, max_len=T, seed=1)
+    assert torch.equal(torch.rand(3), expected)
+    second = cls(N_USERS, N_ITEMS, dim=DIM, max_len=T, seed=1)  # the seed alone decides the weights
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)

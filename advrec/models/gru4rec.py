@@ -20,8 +20,9 @@ class GRU4Rec(SequentialRecommender):
     def __init__(self, n_users: int, n_items: int, dim: int = 100, max_len: int = 200,
                  dropout: float = 0.2, loss: str = "bce", seed: int = 0) -> None:
         super().__init__(n_users, n_items, dim, max_len, dropout, loss, seed)
-        torch.manual_seed(self.seed)
-        self.gru = nn.GRU(self.dim, self.dim, num_layers=1, batch_first=True)
+        with torch.random.fork_rng(devices=[]):  # the GRU's weights from the seed, the caller's
+            torch.manual_seed(self.seed)          # global generator left as it was
+            self.gru = nn.GRU(self.dim, self.dim, num_layers=1, batch_first=True)
         self.drop = nn.Dropout(self.dropout_rate)
 
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

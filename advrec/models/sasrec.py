@@ -44,9 +44,10 @@ class SASRec(SequentialRecommender):
         if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1:
             raise ValueError(f"n_blocks must be a positive int, got {n_blocks!r}")
         self.n_blocks = n_blocks
-        torch.manual_seed(self.seed)  # nn.Linear draws from the global generator
         self.position = nn.Parameter(torch.randn(self.max_len, self.dim, generator=self._gen) * self.dim ** -0.5)
-        self.blocks = nn.ModuleList(_Block(self.dim, self.dropout_rate) for _ in range(n_blocks))
+        with torch.random.fork_rng(devices=[]):  # nn.Linear draws from the global generator;
+            torch.manual_seed(self.seed)          # seed it here without touching the caller's
+            self.blocks = nn.ModuleList(_Block(self.dim, self.dropout_rate) for _ in range(n_blocks))
         self.norm = nn.LayerNorm(self.dim, eps=1e-8)
         self.drop = nn.Dropout(self.dropout_rate)
         self.register_buffer("causal", torch.ones(self.max_len, self.max_len, dtype=torch.bool).tril())
