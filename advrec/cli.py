@@ -136,7 +136,7 @@ def _demo_cat(args: argparse.Namespace) -> list:
 
 #: flags of ``advrec run`` that only one experiment reads (``None`` when not given)
 _RUN_ONLY = {"amr": ("amr_eps", "amr_lam", "cold_share", "features"),
-             "cat": ("models", "eps", "adv_epochs", "max_len", "epochs")}
+             "cat": ("models", "eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs")}
 
 
 def _cat_config(args: argparse.Namespace):
@@ -144,7 +144,7 @@ def _cat_config(args: argparse.Namespace):
 
     overrides = dict(progress=None if not args.no_progress else False, data_path=args.data,
                      data_format=args.format)
-    for name in ("eps", "adv_epochs", "max_len", "epochs"):
+    for name in ("eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     for name in ("seeds", "models"):
@@ -300,11 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seeds to average over (default 0 1 2; --quick: 0)")
     run.add_argument("--models", type=str, nargs="+", default=None, metavar="M",
                      help="cat: SASRec and/or GRU4Rec (default both; --quick: SASRec)")
-    run.add_argument("--eps", type=float, default=None, help="cat: the adversarial perturbation size eps (default 10)")
+    run.add_argument("--eps", type=float, default=None,
+                     help="cat: the adversarial perturbation size eps (default 0.3; the paper's 10 is too large here)")
+    run.add_argument("--lam1", type=float, default=None,
+                     help="cat: weight of the sequence-level adversarial loss (default 0.1; the paper: 1)")
+    run.add_argument("--lam2", type=float, default=None,
+                     help="cat: weight of the embedding-level adversarial loss (default 1, as the paper)")
     run.add_argument("--epochs", type=int, default=None,
-                     help="cat: maximum base-phase epochs, early stopping decides (default 150; --quick: 60)")
+                     help="cat: maximum base-phase epochs, early stopping decides (default 200; --quick: 60)")
     run.add_argument("--adv-epochs", type=int, default=None,
-                     help="cat: epochs of each adversarial phase (default 10; --quick: 6)")
+                     help="cat: epochs of each adversarial phase (default 40; --quick: 6)")
     run.add_argument("--max-len", type=int, default=None, help="cat: sequence length T (default 50)")
     run.add_argument("--amr-eps", type=float, default=None, help="AMR's training perturbation size (row L2 norm)")
     run.add_argument("--amr-lam", type=float, default=None, help="AMR's adversarial regulariser weight lambda")

@@ -64,13 +64,15 @@ def test_demo_cat_part(tmp_path, capsys):
 
 def test_run_cat_quick_writes_its_report(tmp_path, capsys):
     assert main(["run", "cat", "--quick", "--seeds", "0", "--models", "GRU4Rec", "--epochs", "2", "--adv-epochs",
-                 "1", "--max-len", "8", "--eps", "5", "--no-progress", "--out", str(tmp_path)]) == 0
+                 "1", "--max-len", "8", "--eps", "5", "--lam1", "0.5", "--lam2", "2", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "advrec run cat" in out and "Table 3" in out and "Acceptance" in out
     saved = json.loads((tmp_path / "cat.json").read_text())
     cfg = saved["config"]
     assert (cfg["seeds"], cfg["models"], cfg["epochs"], cfg["adv_epochs"], cfg["max_len"], cfg["eps"]) == \
         ([0], ["GRU4Rec"], 2, 1, 8, 5.0)
+    assert (cfg["lam1"], cfg["lam2"]) == (0.5, 2.0)
     assert cfg["methods"] == ["adv_cas"] and cfg["component_models"] == [] and cfg["sweep_eps"] == []  # --quick
     methods = saved["seeds"][0]["models"]["GRU4Rec"]["methods"]
     assert set(methods) == {"base", "adv_cas"} and methods["base"]["epochs"] == 2
@@ -83,7 +85,8 @@ def test_run_rejects_the_other_experiments_flags(capsys):
                               (["run", "amr", "--models", "SASRec"], "--models", "cat"),
                               (["run", "amr", "--eps", "1"], "--eps", "cat"),
                               (["run", "amr", "--adv-epochs", "3", "--max-len", "20"], "--max-len", "cat"),
-                              (["run", "amr", "--epochs", "3"], "--epochs", "cat")]:
+                              (["run", "amr", "--epochs", "3"], "--epochs", "cat"),
+                              (["run", "amr", "--lam1", "1"], "--lam1", "cat")]:
         assert main(argv + ["--no-progress"]) == 2, argv
         err = capsys.readouterr().err
         assert flag in err and f"advrec run {owner}" in err, err
@@ -91,7 +94,8 @@ def test_run_rejects_the_other_experiments_flags(capsys):
 
 def test_run_cat_rejects_bad_settings(capsys):
     for argv, name in [(["--eps", "-1"], "eps"), (["--models", "BERT4Rec"], "models"), (["--max-len", "0"], "max_len"),
-                       (["--adv-epochs", "0"], "adv_epochs"), (["--quick", "--eps", "nan"], "eps")]:
+                       (["--adv-epochs", "0"], "adv_epochs"), (["--quick", "--eps", "nan"], "eps"),
+                       (["--lam1", "-1"], "lam1"), (["--lam2", "inf"], "lam2")]:
         assert main(["run", "cat", "--no-progress"] + argv) == 2, argv
         err = capsys.readouterr().err
         assert "advrec run cat: error" in err and name in err, err

@@ -14,6 +14,8 @@ from advrec.experiments.cat import CATConfig, CATResult, run_cat
 from advrec.report import have_matplotlib
 
 ALL_METHODS = ("adv_linear", "adv_seq", "adv_global", "adv_cas")
+#: the methods trained on from the base: the plain-loss control first, as Table 3 lists them
+TRAINED_ON = ("continued",) + ALL_METHODS
 KS = (1, 2, 3)
 WHERES = ("first", "middle", "last", "last_2", "last_3")
 
@@ -43,7 +45,7 @@ def build_result() -> CATResult:
     cfg = CATConfig(seeds=(0, 1), epochs=40, eval_every=5, adv_epochs=6, adv_eval_every=2,
                     sweep_eps=(1.0, 20.0), eps=10.0, sweep_seeds=(0,), last_k=KS)
     rng = np.random.default_rng(7)
-    gain = {"adv_linear": 1.05, "adv_seq": 1.02, "adv_global": 1.06, "adv_cas": 1.10}
+    gain = {"continued": 1.03, "adv_linear": 1.05, "adv_seq": 1.02, "adv_global": 1.06, "adv_cas": 1.10}
     seeds = []
     for seed in cfg.seeds:
         models = {}
@@ -52,7 +54,7 @@ def build_result() -> CATResult:
             base = _fit(rng, 35, 5, 0.05, base_test, 0.5)
             base["substitution"] = _subst(base_test, rng, 1.0)
             methods = {"base": base}
-            for method in ALL_METHODS:
+            for method in TRAINED_ON:
                 test = {m: v * gain[method] * rng.uniform(0.99, 1.01) for m, v in base_test.items()}
                 entry = _fit(rng, 6, 2, base["valid"], test, 1.5)
                 entry["p_vs_base"] = {m: float(rng.uniform(0, 0.2)) for m in test}
@@ -98,7 +100,7 @@ def _get(result, model, method, *path):
 def test_table3_recomputed(result):
     rows = cat_report.table3(result)
     assert [(r["model"], r["method"]) for r in rows] == [(m, k) for m in ("SASRec", "GRU4Rec")
-                                                        for k in ("base",) + ALL_METHODS]
+                                                        for k in ("base",) + TRAINED_ON]
     for row in rows:
         model, method = row["model"], row["method"]
         for key, name in (("nDCG@10", "NDCG@10"), ("HR@10", "HT@10")):
@@ -118,12 +120,12 @@ def test_table3_keeps_only_the_methods_run_and_ignores_an_undefined_p(result):
             del rec["methods"]["adv_seq"], rec["methods"]["adv_linear"]
     result.seeds[1]["models"]["SASRec"]["methods"]["adv_cas"]["p_vs_base"]["nDCG@10"] = float("nan")
     rows = cat_report.table3(result)
-    assert [r["method"] for r in rows] == ["base", "adv_global", "adv_cas"] * 2
+    assert [r["method"] for r in rows] == ["base", "continued", "adv_global", "adv_cas"] * 2
     p0 = result.seeds[0]["models"]["SASRec"]["methods"]["adv_cas"]["p_vs_base"]["nDCG@10"]
-    assert rows[2]["p vs base (NDCG@10)"] == f"{p0:.1e}"   # the NaN seed is skipped
+    assert rows[3]["p vs base (NDCG@10)"] == f"{p0:.1e}"   # the NaN seed is skipped
     for s in result.seeds:
         s["models"]["SASRec"]["methods"]["adv_cas"]["p_vs_base"]["nDCG@10"] = float("nan")
-    assert cat_report.table3(result)[2]["p vs base (NDCG@10)"] == "nan"
+    assert cat_report.table3(result)[3]["p vs base (NDCG@10)"] == "nan"
 
 
 def test_table4_recomputed(result):
@@ -171,7 +173,7 @@ def test_sweep_table_without_a_sweep_and_with_the_main_eps_swept(result):
 
 def test_substitution_table_recomputed(result):
     rows = cat_report.substitution_table(result)
-    assert len(rows) == 2 * 5
+    assert len(rows) == 2 * (1 + len(TRAINED_ON))
     for row in rows:
         for where in WHERES:
             for key, name in (("nDCG@10", "NDCG@10"), ("HR@10", "HT@10")):
@@ -303,6 +305,7 @@ def test_figures_written(result, tmp_path):
     ({"max_len": 0}, "max_len"), ({"adv_epochs": 0}, "adv_epochs"), ({"last_k": (0,)}, "last_k"),
     ({"max_len": 4, "last_k": (5,)}, "last_k"), ({"sweep_eps": (-1.0,)}, "sweep_eps"),
     ({"component_models": ("X",)}, "component_models"), ({"threads": 0}, "threads"), ({"lr": 0}, "lr"),
+    ({"control": 1}, "control"),
 ])
 def test_config_errors_name_the_field(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -329,7 +332,7 @@ def _shape(x):
 def tiny(**overrides):
     base = dict(epochs=3, adv_epochs=2, dim=8, max_len=10, n_blocks=1, eval_every=1, adv_eval_every=1,
                 models=("SASRec", "GRU4Rec"), component_models=("SASRec",), sweep_eps=(1.0,),
-                sweep_models=("GRU4Rec",), last_k=(1, 2), pool_size=5, progress=False)
+                sweep_models=("GRU4Rec",), last_k=(1, 2), pool_size=5, control=True, progress=False)
     base.update(overrides)
     return CATConfig.quick(**base)
 
@@ -345,8 +348,8 @@ def test_tiny_run_has_the_fixtures_shape(tiny_result):
     assert set(real) == {"SASRec", "GRU4Rec"} and set(real["SASRec"]) == {"methods", "components", "seconds"}
     assert set(real["GRU4Rec"]) == {"methods", "sweep", "seconds"} and set(real["GRU4Rec"]["sweep"]) == {"1.0"}
     for model in real:
-        assert set(real[model]["methods"]) == {"base", "adv_cas"}
-        for method in ("base", "adv_cas"):
+        assert set(real[model]["methods"]) == {"base", "continued", "adv_cas"}
+        for method in ("base", "continued", "adv_cas"):
             got, want = real[model]["methods"][method], hand[model]["methods"][method]
             want = {**want, "substitution": {k: v for k, v in want["substitution"].items() if k != "last_3"}}
             assert _shape(got) == _shape(want), (model, method)
@@ -386,6 +389,47 @@ def test_tiny_run_report(tiny_result, tmp_path):
     assert cat_report.render_markdown(cat_report.result_from_json(payload)) == cat_report.render_markdown(tiny_result)
 
 
+def test_continued_is_the_base_trained_on_with_the_plain_loss():
+    """The control equals a hand-run second phase: the base checkpoint, SequenceTrainer with the
+    plain loss, the adversarial phase's epochs, validation and seed (seed + 1)."""
+    import torch
+    from advrec.evaluation import evaluate
+    from advrec.experiments.cat import load_data
+    from advrec.models import SASRec
+    from advrec.training import SequenceTrainer
+
+    cfg = tiny(models=("SASRec",), component_models=(), sweep_eps=(), last_k=(1,), epochs=2, adv_epochs=2,
+               methods=(), threads=1)
+    got = run_cat(cfg).seeds[0]["models"]["SASRec"]["methods"]["continued"]
+    data = load_data(cfg)
+
+    def valid(model):
+        model.set_histories(data.valid_histories)
+        return evaluate(model, data.split.valid, exclude=data.split.train, k=(10,), progress=False,
+                        auc=False).summary()["nDCG@10"]
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = SASRec(data.inter.n_users, data.inter.n_items, dim=cfg.dim, max_len=cfg.max_len,
+                       n_blocks=cfg.n_blocks, dropout=cfg.dropout, seed=0)
+        common = dict(batch_size=cfg.batch_size, lr=cfg.lr, l2=cfg.l2, progress=False, threads=1)
+        SequenceTrainer(epochs=cfg.epochs, patience=cfg.patience, eval_every=cfg.eval_every, seed=0,
+                        **common).fit(model, data.split.train, valid)
+        history = SequenceTrainer(epochs=cfg.adv_epochs, eval_every=cfg.adv_eval_every, seed=1,
+                                  **common).fit(model, data.split.train, valid)
+        model.eval()
+        model.set_histories(data.test_histories)
+        with torch.no_grad():
+            test = evaluate(model, data.split.test, exclude=(data.split.train, data.split.valid), k=(10,),
+                            progress=False, auc=False).summary()
+    finally:
+        torch.set_num_threads(previous)
+    assert got["curve"] == [(i + 1, v) for i, v in enumerate(history.metric)]
+    assert got["test"] == {m: float(test[m]) for m in ("nDCG@10", "HR@10")}
+    assert "p_vs_base" in got and "substitution" in got
+
+
 def test_same_seed_same_numbers():
     cfg = dict(models=("SASRec",), component_models=(), sweep_eps=(), last_k=(1,), epochs=2, adv_epochs=1)
     a, b = run_cat(tiny(**cfg)).seeds[0], run_cat(tiny(**cfg)).seeds[0]
@@ -396,3 +440,27 @@ def test_same_seed_same_numbers():
                           sort_keys=True)
 
     assert numbers(a) == numbers(b)
+
+
+def test_figure4_base_line_takes_its_model_colour(tmp_path, monkeypatch):
+    """A baseline named after a series is drawn in that series' colour; an unknown series is refused."""
+    if not have_matplotlib():
+        pytest.skip("matplotlib is not installed")
+    from advrec.report import figures
+    seen = {}
+    real_finish = figures._finish
+
+    def spy(fig, ax, path, *args, **kwargs):
+        seen.update({line.get_label(): line.get_color() for line in ax.get_lines()})
+        return real_finish(fig, ax, path, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "_finish", spy)
+    series = {"A adv_cas": ([0.1, 1.0], [0.1, 0.2]), "B adv_cas": ([0.1, 1.0], [0.3, 0.1])}
+    figures.curves(tmp_path / "f.png", series, title="t", xlabel="x", ylabel="y",
+                   hlines={"A base": (0.15, "A adv_cas"), "B base": (0.2, "B adv_cas"), "other": 0.1})
+    assert seen["A base"] == seen["A adv_cas"] and seen["B base"] == seen["B adv_cas"]
+    assert seen["A adv_cas"] != seen["B adv_cas"]
+    assert seen["other"] not in (seen["A adv_cas"], seen["B adv_cas"])
+    with pytest.raises(ValueError, match="hlines"):
+        figures.curves(tmp_path / "g.png", series, title="t", xlabel="x", ylabel="y",
+                       hlines={"C base": (0.1, "C adv_cas")})

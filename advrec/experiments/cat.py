@@ -6,7 +6,9 @@ draws the initialisations, dropout and negatives), for SASRec and GRU4Rec:
 * Table 3: the base model trained to convergence (early stopping on validation nDCG@10), then
   each adversarial method (adv_linear, adv_seq, adv_global, adv_cas) trained on from that same
   checkpoint for ``adv_epochs`` with its best validation epoch kept; full-ranking NDCG@10 and
-  HT@10 on test, history items excluded, paired t-tests against the base model;
+  HT@10 on test, history items excluded, paired t-tests against the base model. The control
+  ``continued`` (``control=True``) trains the base on exactly as the methods are, with the plain
+  loss: what the extra epochs and the fresh optimiser give without any perturbation;
 * Table 4: adv_cas with the same-sequence (adv_cas_1) or cross-sequence (adv_cas_2) cascade
   component only (``component_models``);
 * Figure 4: adv_cas at other perturbation sizes (``sweep_eps``, on ``sweep_seeds``);
@@ -45,6 +47,8 @@ SEQ_MODELS = {"SASRec": SASRec, "GRU4Rec": GRU4Rec}
 #: Table 4's ablations: name -> the cascade component kept.
 COMPONENTS = {"adv_cas_1": "sequence", "adv_cas_2": "cross"}
 POSITIONS = ("first", "middle", "last")
+#: the control method: the base trained on like the adversarial methods, with the plain loss
+CONTROL = "continued"
 METRICS = ("nDCG@10", "HR@10")
 
 
@@ -74,11 +78,12 @@ class CATConfig:
     patience: int = 30
     eval_every: int = 5
     methods: Tuple[str, ...] = METHODS
-    adv_epochs: int = 16
+    adv_epochs: int = 40
     adv_eval_every: int = 2
     eps: float = 0.3                  # the paper's 10 wrecks the models here: docs/results/cat/tuning.md
-    lam1: float = 1.0
+    lam1: float = 0.1                 # the paper's 1 lets L_adv1 outweigh L_B here (tuning.md)
     lam2: float = 1.0
+    control: bool = True              # also train the base on with the plain loss ("continued")
     component_models: Tuple[str, ...] = ("SASRec",)   # Table 4 (the paper reports SASRec)
     sweep_eps: Tuple[float, ...] = (0.1, 1.0)          # Figure 4, adv_cas at these eps too
     sweep_models: Tuple[str, ...] = ("SASRec", "GRU4Rec")
@@ -94,7 +99,7 @@ class CATConfig:
     def quick(cls, **overrides: Any) -> "CATConfig":
         """One seed, SASRec only, short phases, adv_cas only, no ablations: minutes on 2 cores."""
         base = dict(seeds=(0,), models=("SASRec",), epochs=60, patience=20, adv_epochs=6,
-                    methods=("adv_cas",), component_models=(), sweep_eps=(), last_k=(1, 3))
+                    methods=("adv_cas",), control=False, component_models=(), sweep_eps=(), last_k=(1, 3))
         base.update(overrides)
         return cls(**base)
 
@@ -108,6 +113,8 @@ class CATConfig:
         for name in ("lr", "eps"):
             if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+        if not isinstance(self.control, bool):
+            raise ValueError(f"control must be True or False, got {self.control!r}")
         if isinstance(self.min_interactions, bool) or not isinstance(self.min_interactions, int) \
                 or self.min_interactions < 0:
             raise ValueError(f"min_interactions must be an int >= 0, got {self.min_interactions!r}")
@@ -205,8 +212,11 @@ def _summary(result) -> Dict[str, float]:
     return {m: float(s[m]) for m in METRICS}
 
 
-def _trainer(config: CATConfig, seed: int, show: bool, desc: str, adversarial: Optional[CascadeAdversarialLoss] = None):
-    if adversarial is None:
+def _trainer(config: CATConfig, seed: int, show: bool, desc: str, adversarial: Optional[CascadeAdversarialLoss] = None,
+             adversarial_phase: bool = False):
+    """The base phase's trainer, or (``adversarial_phase``) the second phase's with ``adversarial`` as
+    its loss (``None``: the plain loss, the ``continued`` control)."""
+    if not adversarial_phase:
         return SequenceTrainer(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, l2=config.l2,
                                patience=config.patience, eval_every=config.eval_every, seed=seed,
                                progress=show, threads=config.threads, desc=desc)
@@ -241,13 +251,16 @@ def _substitution(model, data: SeqData, config: CATConfig, clean: Dict[str, floa
 
 def _fit_adversarial(name: str, base_state, data: SeqData, config: CATConfig, seed: int, show: bool,
                      method: str, eps: float, components: str = "both") -> Tuple[Any, Dict[str, Any]]:
+    """Train on from the base checkpoint with ``method``'s loss (``CONTROL``: the plain loss)."""
     model = _build(name, data, config, seed)
     model.load_state_dict(base_state)
     scale = _cascade_scale(data, config, components) if method == "adv_cas" else None
-    loss = CascadeAdversarialLoss(method, eps=eps, lam1=config.lam1, lam2=config.lam2, scale=scale, seed=seed)
-    history = _trainer(config, seed, show, f"{name} {method} eps {eps:g}", loss).fit(
+    loss = None if method == CONTROL else CascadeAdversarialLoss(method, eps=eps, lam1=config.lam1,
+                                                                 lam2=config.lam2, scale=scale, seed=seed)
+    label = f"{name} {method}" if loss is None else f"{name} {method} eps {eps:g} ({components})"
+    history = _trainer(config, seed, show, label, loss, adversarial_phase=True).fit(
         model, data.split.train, _validator(data))
-    report(f"cat: seed {seed} {name} {method} eps {eps:g} ({components}): best valid nDCG@10 "
+    report(f"cat: seed {seed} {label}: best valid nDCG@10 "
            f"{history.best_metric:.4f} at epoch {history.best_epoch + 1}/{history.epochs}, "
            f"{history.train_seconds:.0f} s")
     return model, {"epochs": history.epochs, "best_epoch": history.best_epoch,
@@ -271,7 +284,7 @@ def _run_model(name: str, data: SeqData, config: CATConfig, seed: int, show: boo
         "test": base, "epochs": history.epochs, "best_epoch": history.best_epoch, "valid": history.best_metric,
         "curve": _curve(history), "seconds_per_epoch": history.train_seconds / max(history.epochs, 1),
         "substitution": _substitution(model, data, config, base)}}}
-    for method in config.methods:
+    for method in ((CONTROL,) if config.control else ()) + tuple(config.methods):
         adv, info = _fit_adversarial(name, base_state, data, config, seed, show, method, config.eps)
         result = _test(adv, data)
         info["test"] = _summary(result)

@@ -18,12 +18,12 @@ import numpy as np
 from ..report import curves, format_table, grouped_bars, line_chart
 from ..report.aggregate import fmt_mean_std, mean_std, write_experiment_report
 from ..training.cat import METHODS
-from .cat import COMPONENTS, METRICS, POSITIONS, CATConfig, CATResult
+from .cat import COMPONENTS, CONTROL, METRICS, POSITIONS, CATConfig, CATResult
 
 #: the paper's names of the record's metrics
 DISPLAY = {"nDCG@10": "NDCG@10", "HR@10": "HT@10"}
 #: Table 3's row order: the base model, then the adversarial methods as the paper lists them
-ROWS = ("base",) + tuple(METHODS)
+ROWS = ("base", CONTROL) + tuple(METHODS)
 #: Table 4's labels of the cascade ablations
 COMPONENT_LABELS = {"adv_cas_1": "adv_cas_1 (same sequence only)", "adv_cas_2": "adv_cas_2 (cross-sequence only)"}
 #: the paper's per-epoch cost of CAT: 100 CAT epochs added 78% to 500 base epochs (8.3 / 10.6 min)
@@ -265,6 +265,7 @@ def render_text(result: CATResult, markdown: bool = False) -> str:
         f"{cfg.epochs} epochs, early stopping on validation NDCG@10 (checked every {cfg.eval_every}, patience "
         f"{cfg.patience}). Each adversarial method trains on from the base's best checkpoint for "
         f"{cfg.adv_epochs} epochs; its best validation epoch (checked every {cfg.adv_eval_every}) is kept. "
+        f"{CONTROL}: the same second phase with the plain loss (the extra epochs without perturbations). "
         f"eps {cfg.eps:g}, lambda1 {cfg.lam1:g}, lambda2 {cfg.lam2:g}; dim {cfg.dim}, dropout {cfg.dropout:g}, "
         f"Adam lr {cfg.lr:g}, batch {cfg.batch_size}, L2 {cfg.l2:g}. Run took {result.seconds / 60:.1f} min.",
         head("Table 3: test accuracy after each adversarial training method"),
@@ -339,7 +340,7 @@ def figures(result: CATResult, out: Path) -> List[Path]:
             continue
         mean, std = mean_std(sw.metrics["nDCG@10"])
         series[f"{model} adv_cas"] = (sw.eps, mean, std if len(sw.seeds) > 1 else None)
-        hlines[f"{model} base"] = float(sw.base["nDCG@10"].mean())
+        hlines[f"{model} base"] = (float(sw.base["nDCG@10"].mean()), f"{model} adv_cas")
     if series:
         files.append(curves(out / "fig4_eps.png", series, hlines=hlines, logx=True,
                             title="Figure 4: adv_cas test NDCG@10 against eps", xlabel="eps",

@@ -85,23 +85,30 @@ def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequenc
 
 
 def curves(path: Path, series: Mapping[str, tuple], *, title: str, xlabel: str, ylabel: str,
-           hlines: Optional[Mapping[str, float]] = None, logx: bool = False) -> Path:
+           hlines: Optional[Mapping[str, object]] = None, logx: bool = False) -> Path:
     """Lines with an optional band, e.g. a metric over attack iterations (mean ± std over seeds).
 
     ``series[name] = (x, y)`` or ``(x, y, spread)``: the band is y ± spread. ``hlines[name]`` draws
-    a dashed horizontal reference (a single-step attack, the random recommender)."""
+    a dashed horizontal reference (a single-step attack, the random recommender): a value, or
+    ``(value, series_name)`` to draw it in that series' colour (a model's baseline)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8), dpi=120)
+    colors = {}
     for name, xs in series.items():
         x, y = list(xs[0]), [float(v) for v in xs[1]]
         (line,) = ax.plot(x, y, marker="o" if len(x) <= 20 else None, markersize=3, label=name)
+        colors[name] = line.get_color()
         if len(xs) > 2 and xs[2] is not None:
             s = [float(v) for v in xs[2]]
             ax.fill_between(x, [a - b for a, b in zip(y, s)], [a + b for a, b in zip(y, s)],
                             color=line.get_color(), alpha=0.2, linewidth=0)
     styles = ("--", ":", "-.")
     for i, (name, value) in enumerate((hlines or {}).items()):
-        ax.axhline(float(value), linestyle=styles[i % len(styles)], color=f"C{len(series) + i}", label=name)
+        value, owner = value if isinstance(value, tuple) else (value, None)
+        if owner is not None and owner not in colors:
+            raise ValueError(f"hlines[{name!r}] names series {owner!r}, which is not in series")
+        color = colors[owner] if owner is not None else f"C{len(series) + i}"
+        ax.axhline(float(value), linestyle=styles[i % len(styles)], color=color, label=name)
     if logx:
         ax.set_xscale("log")
     ax.grid(alpha=0.3)
