@@ -6,7 +6,8 @@ time, right-aligned sequences of T = 50, SASRec (2 blocks, dim 100, dropout 0.2)
 sequences through ``SequenceTrainer(epochs=1)``:
 
 (a) base: the BCE loss with one sampled negative per position (eq. 5);
-(b) CAT: ``CascadeAdversarialLoss("adv_cas", eps=10)`` with the inverse-mean cascade scale
+(b) CAT: ``CascadeAdversarialLoss("adv_cas", eps=0.3, lam1=0.1)`` (the experiment's values; the
+    cost does not depend on them) with the inverse-mean cascade scale
     (eq. 10: the clean pass, the first level's gradient pass and perturbed pass, the second
     level in closed form).
 
@@ -48,7 +49,7 @@ def _epoch(model, train, loss_fn) -> float:
 def test_cat_epoch_vs_base_epoch_ml100k(benchmark, ml100k, cls):
     train, scale = ml100k
     model = cls(train.n_users, train.n_items, max_len=T)
-    cat = CascadeAdversarialLoss("adv_cas", eps=10.0, scale=scale)
+    cat = CascadeAdversarialLoss("adv_cas", eps=0.3, lam1=0.1, scale=scale)
     _epoch(model, train, None)                       # warm-up (allocator, numba negatives)
     base_times, cat_times = [], []
     for _ in range(ROUNDS):
