@@ -212,16 +212,17 @@ def _summary(result) -> Dict[str, float]:
     return {m: float(s[m]) for m in METRICS}
 
 
-def _trainer(config: CATConfig, seed: int, show: bool, desc: str, adversarial: Optional[CascadeAdversarialLoss] = None,
-             adversarial_phase: bool = False):
-    """The base phase's trainer, or (``adversarial_phase``) the second phase's with ``adversarial`` as
-    its loss (``None``: the plain loss, the ``continued`` control)."""
-    if not adversarial_phase:
-        return SequenceTrainer(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, l2=config.l2,
-                               patience=config.patience, eval_every=config.eval_every, seed=seed,
-                               progress=show, threads=config.threads, desc=desc)
+def _base_trainer(config: CATConfig, seed: int, show: bool, desc: str) -> SequenceTrainer:
+    return SequenceTrainer(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, l2=config.l2,
+                           patience=config.patience, eval_every=config.eval_every, seed=seed,
+                           progress=show, threads=config.threads, desc=desc)
+
+
+def _second_phase_trainer(config: CATConfig, seed: int, show: bool, desc: str,
+                          loss: Optional[CascadeAdversarialLoss]) -> SequenceTrainer:
+    """The trainer that goes on from the base checkpoint; ``loss=None`` is the plain loss (the control)."""
     return SequenceTrainer(epochs=config.adv_epochs, batch_size=config.batch_size, lr=config.lr, l2=config.l2,
-                           eval_every=config.adv_eval_every, seed=seed + 1, loss_fn=adversarial,
+                           eval_every=config.adv_eval_every, seed=seed + 1, loss_fn=loss,
                            progress=show, threads=config.threads, desc=desc)
 
 
@@ -258,7 +259,7 @@ def _fit_adversarial(name: str, base_state, data: SeqData, config: CATConfig, se
     loss = None if method == CONTROL else CascadeAdversarialLoss(method, eps=eps, lam1=config.lam1,
                                                                  lam2=config.lam2, scale=scale, seed=seed)
     label = f"{name} {method}" if loss is None else f"{name} {method} eps {eps:g} ({components})"
-    history = _trainer(config, seed, show, label, loss, adversarial_phase=True).fit(
+    history = _second_phase_trainer(config, seed, show, label, loss).fit(
         model, data.split.train, _validator(data))
     report(f"cat: seed {seed} {label}: best valid nDCG@10 "
            f"{history.best_metric:.4f} at epoch {history.best_epoch + 1}/{history.epochs}, "
@@ -274,7 +275,7 @@ def _curve(history) -> List[Tuple[int, float]]:
 
 def _run_model(name: str, data: SeqData, config: CATConfig, seed: int, show: bool) -> Dict[str, Any]:
     model = _build(name, data, config, seed)
-    history = _trainer(config, seed, show, f"{name} base").fit(model, data.split.train, _validator(data))
+    history = _base_trainer(config, seed, show, f"{name} base").fit(model, data.split.train, _validator(data))
     report(f"cat: seed {seed} {name} base: best valid nDCG@10 {history.best_metric:.4f} at epoch "
            f"{history.best_epoch + 1}/{history.epochs}, {history.train_seconds:.0f} s")
     base_state = copy.deepcopy(model.state_dict())
