@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from advrec import _cuda_certify as C
+from advrec.kernels import certify_cuda as C
+from advrec.kernels import pairs_cuda as G
 from advrec import kernels as K
 
 cuda = pytest.mark.skipif(not K.has_cuda(), reason="needs a CUDA build of advrec and a GPU")
@@ -259,9 +260,9 @@ BAD_GRAM = [
     (dict(n_row=-2), ValueError, r"n_row must be >= 0, got -2"),
     (dict(n_pairs=2.0), ValueError, r"n_pairs must be an int, got float"),
     (dict(n_row=None), ValueError, r"n_row must be an int, got NoneType"),
-    (dict(n_pairs=C.MAX_PAIRS + 1), ValueError,
-     rf"n_pairs must be in \[0, {C.MAX_PAIRS}\] on CUDA, got {C.MAX_PAIRS + 1}"),
-    (dict(n_row=C.MAX_ROW + 1), ValueError, rf"n_row must be in \[0, {C.MAX_ROW}\] on CUDA"),
+    (dict(n_pairs=G.MAX_PAIRS + 1), ValueError,
+     rf"n_pairs must be in \[0, {G.MAX_PAIRS}\] on CUDA, got {G.MAX_PAIRS + 1}"),
+    (dict(n_row=G.MAX_ROW + 1), ValueError, rf"n_row must be in \[0, {G.MAX_ROW}\] on CUDA"),
     (dict(tile_rows=-3), ValueError, r"tile_rows must be >= 0"),
     (dict(V=np.zeros((3, 2), np.float32)), ValueError, r"V must be a torch tensor"),
     (dict(V=torch.zeros((3, 2), dtype=torch.float64)), ValueError,
@@ -277,18 +278,18 @@ def test_check_gram_args_rejects(override, err, match):
     kw = dict(V=torch.zeros((3, 2)), n_pairs=3, n_row=2, tile_rows=None)
     kw.update(override)
     with pytest.raises(err, match=match):
-        C.check_gram_args(**kw)
+        G.check_gram_args(**kw)
 
 
 def test_check_gram_args_accepts():
-    a = C.check_gram_args(torch.zeros((4, 3)).t(), np.int64(5), 0)
+    a = G.check_gram_args(torch.zeros((4, 3)).t(), np.int64(5), 0)
     assert a.V.is_contiguous() and a.n_pairs == 5 and a.n_row == 0 and a.tile_rows == 0
-    assert C.check_gram_args(torch.zeros((0, 3)), 0, 0, 7).tile_rows == 7
+    assert G.check_gram_args(torch.zeros((0, 3)), 0, 0, 7).tile_rows == 7
 
 
 def test_cuda_entry_points_reject_cpu_tensors():
     with pytest.raises(ValueError, match="V must be a CUDA tensor"):
-        C.gram_extremes_cuda(torch.zeros((3, 2)), 1, 1)
+        G.gram_extremes_cuda(torch.zeros((3, 2)), 1, 1)
     with pytest.raises(ValueError, match="p must be a CUDA tensor"):
         C.fm_greedy_cuda(**good_greedy_args())
 
@@ -310,7 +311,7 @@ GRAM_CASES = [
 @pytest.mark.parametrize("n,k,M,t,tile_rows", GRAM_CASES)
 def test_cuda_gram_extremes_matches_reference_with_ties(n, k, M, t, tile_rows):
     V = int_factors(seeded("gram", n, k, M, t), n, k)
-    got = C.gram_extremes_cuda(torch.from_numpy(V).cuda(), M, t, tile_rows=tile_rows)
+    got = K.gram_extremes(torch.from_numpy(V).cuda(), M, t, tile_rows=tile_rows)
     assert_gram_equal(got, ref_gram_extremes(V, M, t))
 
 
@@ -320,7 +321,7 @@ def test_cuda_gram_extremes_matches_reference_with_ties(n, k, M, t, tile_rows):
 def test_cuda_gram_extremes_all_equal(tile_rows):
     # k = 0 and constant rows: every entry ties, so the order is (i, j) / partner order alone.
     for V in (np.zeros((23, 0), np.float32), np.ones((23, 2), np.float32)):
-        got = C.gram_extremes_cuda(torch.from_numpy(V).cuda(), 100, 30, tile_rows=tile_rows)
+        got = K.gram_extremes(torch.from_numpy(V).cuda(), 100, 30, tile_rows=tile_rows)
         assert_gram_equal(got, ref_gram_extremes(V, 100, 30))
 
 
@@ -331,7 +332,7 @@ def test_cuda_gram_extremes_large_and_tiled():
     V = int_factors(rng, 2500, 6, -3, 3)
     want = ref_gram_extremes(V, 210, 19)
     for tile_rows in (None, 97):
-        got = C.gram_extremes_cuda(torch.from_numpy(V).cuda(), 210, 19, tile_rows=tile_rows)
+        got = K.gram_extremes(torch.from_numpy(V).cuda(), 210, 19, tile_rows=tile_rows)
         assert_gram_equal(got, want)
 
 
@@ -341,7 +342,7 @@ def test_cuda_gram_extremes_large_and_tiled():
 def test_cuda_gram_extremes_float_inputs(n, k, M, t):
     rng = seeded("float", n, k)
     V = rng.standard_normal((n, k)).astype(np.float32)
-    got = C.gram_extremes_cuda(torch.from_numpy(V).cuda(), M, t, tile_rows=37)
+    got = K.gram_extremes(torch.from_numpy(V).cuda(), M, t, tile_rows=37)
     want = ref_gram_extremes(V, M, t)
     G = V.astype(np.float64) @ V.astype(np.float64).T
     tol = 4 * (k + 2) * 2.0 ** -24 * float((V.astype(np.float64) ** 2).sum(1).max())
@@ -365,7 +366,7 @@ def test_cuda_gram_extremes_output_types_and_non_contiguous_input():
     rng = seeded("types")
     base = int_factors(rng, 6, 30)
     V = torch.from_numpy(base).cuda().t()[:, ::3]  # [30, 2], non-contiguous
-    got = C.gram_extremes_cuda(V, 12, 4)
+    got = K.gram_extremes(V, 12, 4)
     assert_gram_equal(got, ref_gram_extremes(V.cpu().numpy(), 12, 4))
     assert got.pair_top_idx.dtype == np.int64 and got.row_bot_val.dtype == np.float64
 
@@ -378,7 +379,7 @@ def test_cuda_gram_extremes_side_stream():
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        got = C.gram_extremes_cuda(Vc, 40, 6, tile_rows=17)
+        got = K.gram_extremes(Vc, 40, 6, tile_rows=17)
     assert_gram_equal(got, ref_gram_extremes(V, 40, 6))
 
 
@@ -393,7 +394,7 @@ def test_cuda_gram_extremes_bad_arguments(override, err, match):
     else:
         pytest.skip("not a tensor: rejected before the device is known")
     with pytest.raises(err, match=match):
-        C.gram_extremes_cuda(kw["V"], kw["n_pairs"], kw["n_row"], tile_rows=kw["tile_rows"])
+        G.gram_extremes_cuda(kw["V"], kw["n_pairs"], kw["n_row"], tile_rows=kw["tile_rows"])
 
 
 @pytest.mark.cuda
@@ -401,7 +402,7 @@ def test_cuda_gram_extremes_bad_arguments(override, err, match):
 def test_cuda_gram_extremes_overflow_nan():
     V = torch.tensor([[3e38, 3e38], [3e38, -3e38]], device="cuda")
     with pytest.raises(ValueError, match="NaN entries"):
-        C.gram_extremes_cuda(V, 3, 1)
+        G.gram_extremes_cuda(V, 3, 1)
 
 
 # ----------------------------------------------------------------------------- greedy on the GPU

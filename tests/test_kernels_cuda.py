@@ -1,7 +1,7 @@
 """The CUDA top-k twin against the CPU kernel, on torch.cuda tensors.
 
 GPU tests carry ``@pytest.mark.cuda`` and are skipped unless the core was built with CUDA and a
-device is visible. The argument checks of ``advrec._cuda_dispatch.prepare`` are device-agnostic,
+device is visible. The argument checks of ``advrec.kernels.select_cuda.prepare`` are device-agnostic,
 so their parity with the CPU path (same exception type, same message) is tested everywhere.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from advrec import _cuda_dispatch as D
+from advrec.kernels import select_cuda as D
 from advrec import kernels as K
 from kernel_cases import CSR, make_csr, random_exclusion, random_scores
 

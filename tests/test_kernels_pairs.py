@@ -413,20 +413,20 @@ class _FakeCudaTensor(torch.Tensor):
 
 
 def test_cuda_tensor_dispatch(monkeypatch):
+    from advrec.kernels import pairs, pairs_cuda
+
     V = torch.ones(3, 2).as_subclass(_FakeCudaTensor)
-    monkeypatch.setitem(sys.modules, "advrec._cuda_certify", None)  # import fails
+    monkeypatch.setattr(pairs, "_core", types.SimpleNamespace())  # a core built without CUDA
     with pytest.raises(ValueError, match="CUDA tensors go through the CUDA path"):
         K.gram_extremes(V, 2, 1)
     calls = []
-    fake = types.ModuleType("advrec._cuda_certify")
-    fake.gram_extremes_cuda = lambda *a, **kw: calls.append((a, kw)) or "cuda result"
-    monkeypatch.setitem(sys.modules, "advrec._cuda_certify", fake)
-    assert K.gram_extremes(V, 2, 1, tile_rows=5) == "cuda result"
+    monkeypatch.setattr(pairs, "_core", types.SimpleNamespace(gram_extremes_cuda=None))
+    raw = tuple(np.full(1, float(i)) for i in range(8))
+    monkeypatch.setattr(pairs_cuda, "gram_extremes_cuda",
+                        lambda *a, **kw: calls.append((a, kw)) or raw)
+    got = K.gram_extremes(V, 2, 1, tile_rows=5)
+    assert isinstance(got, K.GramExtremes) and got.row_bot_idx is raw[7]  # the twin's arrays, named
     assert calls[0][0][1:] == (2, 1) and calls[0][1] == {"tile_rows": 5}
-    fake_without = types.ModuleType("advrec._cuda_certify")  # the module, but no such function
-    monkeypatch.setitem(sys.modules, "advrec._cuda_certify", fake_without)
-    with pytest.raises(ValueError, match="CUDA tensors go through the CUDA path"):
-        K.gram_extremes(V, 2, 1)
 
 
 def test_exported_through_kernels():

@@ -195,16 +195,16 @@ def test_read_only_delta_rejected():
 
 
 def test_cuda_tensor_without_cuda_build_is_a_clear_error(monkeypatch):
-    from advrec import _kernels_perturb as P
+    from advrec.kernels import perturb_cuda
 
     class FakeCore:
         pass
 
-    monkeypatch.setattr(P, "_core", FakeCore())
+    monkeypatch.setattr(perturb_cuda, "_core", FakeCore())
     fake = torch.zeros((2, 2))
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
     with pytest.raises(ValueError, match="without CUDA"):
-        P.perturb_step(fake, torch.ones((2, 2)), 0.1, 1.0)
+        K.perturb_step(fake, torch.ones((2, 2)), 0.1, 1.0)
 
 
 # ---------------------------------------------------------------------------- CUDA twin

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._checks import positive_int
 from ..data.interactions import Interactions
 from ..data.sequences import PAD, check_sequences
 from ..kernels import topk_dot
@@ -116,12 +117,6 @@ def _check_targets(targets, m: int, n_items: int) -> np.ndarray:
     return arr
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def item_pools(model: SequentialRecommender, items: np.ndarray, pool_size: int) -> np.ndarray:
     """The ``pool_size`` items most cosine-similar to each of ``items``, itself excluded.
 
@@ -137,7 +132,7 @@ def item_pools(model: SequentialRecommender, items: np.ndarray, pool_size: int) 
     if items.size and (items.min() < 0 or items.max() >= model.n_items):
         raise IndexError(f"items must lie in [0, n_items={model.n_items}), got range "
                          f"[{items.min()}, {items.max()}]")
-    pool_size = _positive_int(pool_size, "pool_size")
+    pool_size = positive_int(pool_size, "pool_size")
     if pool_size >= model.n_items:
         raise ValueError(f"pool_size must be < n_items={model.n_items} (the original is never in its pool), "
                          f"got {pool_size}")
@@ -205,7 +200,7 @@ def substitute_items(model: SequentialRecommender, sequences: np.ndarray, target
     m, T = seqs.shape
     tgt = _check_targets(targets, m, model.n_items)
     where = _check_where(where, T)
-    pool_size = _positive_int(pool_size, "pool_size")
+    pool_size = positive_int(pool_size, "pool_size")
     if pool_size >= model.n_items:
         raise ValueError(f"pool_size must be < n_items={model.n_items} (the original is never in its pool), "
                          f"got {pool_size}")
@@ -213,7 +208,7 @@ def substitute_items(model: SequentialRecommender, sequences: np.ndarray, target
             or not math.isfinite(step) or step < 0:
         raise ValueError(f"step must be a finite number >= 0, got {step!r}")
     step = float(step)
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = positive_int(batch_size, "batch_size")
 
     mask = _columns(seqs, where) & (tgt >= 0)[:, None]
     rows_at, cols_at = np.nonzero(mask)  # row-major

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,7 +19,10 @@ from tqdm.auto import tqdm
 
 from .. import kernels
 
-METHODS = ("greedy", "paper", "joint", "best", "exact")
+if TYPE_CHECKING:  # the certifier reads parameters only; it needs no model code at run time
+    from ..models.fm import FM
+
+METHODS = kernels.METHODS
 STATUS_NAMES = {1: "robust", -1: "non-robust", 0: "unknown"}
 
 
@@ -69,23 +72,7 @@ class CertResult:
 
 
 def _as_csr(indptr, indices) -> Tuple[np.ndarray, np.ndarray]:
-    def conv(x, name):
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-        x = np.asarray(x)
-        if x.ndim != 1:
-            raise ValueError(f"{name} must be 1-D, got shape {x.shape}")
-        if x.size and not np.issubdtype(x.dtype, np.integer):
-            raise ValueError(f"{name} must hold integers, got dtype {x.dtype}")
-        return np.ascontiguousarray(x, dtype=np.int64)
-    indptr, indices = conv(indptr, "indptr"), conv(indices, "indices")
-    if len(indptr) < 1 or indptr[0] != 0:
-        raise ValueError("indptr must start at 0")
-    if np.any(np.diff(indptr) < 0):
-        raise ValueError("indptr must be non-decreasing")
-    if indptr[-1] != len(indices):
-        raise ValueError(f"indptr[-1] ({indptr[-1]}) must equal len(indices) ({len(indices)})")
-    return indptr, indices
+    return kernels.as_csr(indptr, indices)
 
 
 def _check_q(q, name: str = "q") -> int:
@@ -102,7 +89,8 @@ class FMCertifier:
     BLAS product; ``gram_max_bytes`` caps the optional cached ``V_P V_Pᵀ`` that speeds the greedy
     and branch-and-bound updates (none is kept when it would be larger). With ``device="cuda"``
     the per-tile product and the per-model tables run on the GPU, and ``method="greedy"`` runs
-    the CUDA greedy twin; its flips are re-scored in double on the CPU before they are claimed.
+    the CUDA greedy twin (``kernels.fm_greedy_batch``), whose flips are re-scored in double
+    before they are claimed.
     The bounds and the branch and bound run on the CPU either way.
     """
 
@@ -138,8 +126,6 @@ class FMCertifier:
         self._wP = torch.from_numpy(np.ascontiguousarray(w[P])).to(self.device)
         # s is summed in double by the core on the CPU; on a GPU by embedding_bag over this copy.
         self._V64 = torch.from_numpy(V.astype(np.float64)).to(self.device) if self.device.type == "cuda" else None
-        self._position = np.full(len(w), -1, np.int64)
-        self._position[P] = np.arange(len(P))
         n = len(P)
         self._gram = None
         if 0 < n and n * n * 4 <= gram_max_bytes:
@@ -148,7 +134,7 @@ class FMCertifier:
         self._tables_q = -1
 
     @classmethod
-    def from_model(cls, model, perturbable, **kwargs) -> "FMCertifier":
+    def from_model(cls, model: "FM", perturbable: Any, **kwargs: Any) -> "FMCertifier":
         """Certifier of a trained ``advrec.models.FM`` (parameters are copied, not tracked)."""
         w0, w, V = model.parameters_numpy()
         return cls(w0, w, V, perturbable, **kwargs)
@@ -231,49 +217,15 @@ class FMCertifier:
             p = self._p_tile(ip, ix) if qs else None
             for q in qs:
                 if method == "greedy" and self.device.type == "cuda" and q > 0:
-                    parts[q].append(self._greedy_cuda(ip, ix, q))
+                    parts[q].append(kernels.fm_greedy_batch(
+                        ip, ix, self.w0, self.w, self.V, self.perturbable, q,
+                        p=self._p_tile(ip, ix, on_device=True), V_P=self._VP))
                     continue
                 parts[q].append(kernels.fm_certify_batch(
                     ip, ix, self.w0, self.w, self.V, self.perturbable, tables.pair_top_val,
                     tables.pair_bot_val, tables.row_top_val, tables.row_bot_val, q, method,
                     p=p, gram=self._gram, node_budget=node_budget))
         return {q: _concat(parts[q], q, method) for q in qs}
-
-    def _greedy_cuda(self, indptr: np.ndarray, indices: np.ndarray, q: int) -> "kernels.FMCertBatch":
-        """Greedy (Alg. 1) on the GPU for one tile; every claimed flip re-scored in double here."""
-        from .._cuda_certify import fm_greedy_cuda  # only with a GPU
-
-        dev = self.device
-        score = self.scores(indptr, indices)
-        pos = self._position[indices]
-        keep = pos >= 0
-        row_of = np.repeat(np.arange(len(score)), np.diff(indptr))
-        counts = np.bincount(row_of[keep], minlength=len(score))
-        hist_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
-        selected, _, flipped = fm_greedy_cuda(
-            self._p_tile(indptr, indices, on_device=True), t(hist_ptr), t(pos[keep]),
-            (self._VP.double() ** 2).sum(1).float(), self._VP,
-            t(np.where(score > 0, -1, 1).astype(np.int8)), t(-score), q)
-        selected, flipped = selected.cpu().numpy(), flipped.cpu().numpy()
-        status = np.zeros(len(score), np.int8)
-        flip_sets = [np.zeros(0, np.int64)] * len(score)
-        rows = np.flatnonzero(flipped)
-        if len(rows):
-            sets = [np.sort(self.perturbable[selected[r][selected[r] >= 0]]) for r in rows]
-            new_rows = [np.union1d(indices[indptr[r]:indptr[r + 1]], S) for r, S in zip(rows, sets)]
-            new_ptr = np.concatenate([[0], np.cumsum([len(x) for x in new_rows])]).astype(np.int64)
-            after = self.scores(new_ptr, np.concatenate(new_rows).astype(np.int64))
-            for r, S, f_new in zip(rows, sets, after):
-                if (f_new > 0) != (score[r] > 0):  # exact re-score confirms the flip
-                    status[r] = -1
-                    flip_sets[r] = S
-        lengths = np.array([len(S) for S in flip_sets], np.int64)
-        return kernels.FMCertBatch(
-            status=status, score=score, bound=np.full(len(score), np.nan),
-            flips_indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            flips_indices=np.concatenate(flip_sets).astype(np.int64) if len(score) else np.zeros(0, np.int64),
-            nodes=np.zeros(len(score), np.int64))
 
     def max_q(self, indptr, indices, q_max: int, method: str = "best", *, node_budget: int = 100_000,
               progress: Optional[bool] = None) -> np.ndarray:

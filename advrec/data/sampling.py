@@ -31,7 +31,10 @@ def _contains_sorted(row: np.ndarray, value: np.int64) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
-def _draw_negatives(users, indptr, indices, n_items, seed):
+def draw_negatives(users, indptr, indices, n_items, seed):
+    """One uniform negative per entry of ``users``: an item in ``[0, n_items)`` outside that
+    user's row of the sorted CSR ``(indptr, indices)``, by rejection; numba's generator seeded
+    with ``seed``. Shared by ``BPRSampler`` and ``training.SequenceTrainer``."""
     np.random.seed(seed)
     out = np.empty(users.shape[0], dtype=np.int64)
     for t in range(users.shape[0]):
@@ -47,7 +50,7 @@ def _draw_negatives(users, indptr, indices, n_items, seed):
 
 @numba.njit(cache=True, nogil=True)
 def _draw_negatives_from(users, indptr, indices, candidates, seed):
-    """As _draw_negatives, drawing an index into the sorted ``candidates`` instead of an item."""
+    """As draw_negatives, drawing an index into the sorted ``candidates`` instead of an item."""
     np.random.seed(seed)
     out = np.empty(users.shape[0], dtype=np.int64)
     n_candidates = candidates.shape[0]
@@ -147,7 +150,7 @@ class BPRSampler:
         users = self._users_of_position[positions]
         pos = self.indices[positions]
         if self.candidates is None:
-            neg = _draw_negatives(users, self.indptr, self.indices, np.int64(self.n_items),
+            neg = draw_negatives(users, self.indptr, self.indices, np.int64(self.n_items),
                                   self._next_seed())
         else:
             neg = _draw_negatives_from(users, self.indptr, self.indices, self.candidates,

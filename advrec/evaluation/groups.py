@@ -11,18 +11,19 @@ from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from ..metrics._validate import check_topk
+from ..data.interactions import Interactions
+from ..metrics.checks import check_topk
 
 HEAD, TAIL = 1, 0
 
 
-def _distinct_counts(train: Any) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_counts(train: Interactions) -> tuple[np.ndarray, np.ndarray]:
     """(items per user, users per item), each (user, item) pair counted once."""
     indptr, indices = train.to_csr()
     return np.diff(indptr).astype(np.int64), np.bincount(indices, minlength=train.n_items).astype(np.int64)
 
 
-def users_by_activity(train: Any, n_groups: int = 3) -> np.ndarray:
+def users_by_activity(train: Interactions, n_groups: int = 3) -> np.ndarray:
     """int64 [n_users]: 0 (least active) .. n_groups-1 (most active) by distinct training items.
 
     Users are sorted by activity (ties by user id) and cut into n_groups groups of equal size
@@ -40,7 +41,7 @@ def users_by_activity(train: Any, n_groups: int = 3) -> np.ndarray:
     return labels
 
 
-def items_by_popularity(train: Any, head_fraction: float = 0.2) -> np.ndarray:
+def items_by_popularity(train: Interactions, head_fraction: float = 0.2) -> np.ndarray:
     """int64 [n_items]: HEAD (1) for the ceil(head_fraction * n_items) items with the most distinct
     training users (ties by lower item id), TAIL (0) for the rest: the short head / long tail split
     of popularity-bias studies."""
@@ -121,13 +122,13 @@ def _quartile_names(n_groups: int) -> tuple[str, ...]:
     return tuple(f"C{g + 1}" for g in range(n_groups))
 
 
-def item_popularity_groups(train: Any, n_groups: int = 4, ties: str = "split") -> Groups:
+def item_popularity_groups(train: Interactions, n_groups: int = 4, ties: str = "split") -> Groups:
     """Item popularity quartiles (C1 = least popular .. C4 = most) by distinct training users per item."""
     _, popularity = _distinct_counts(train)
     return Groups(quantile_groups(popularity, n_groups, ties), _quartile_names(n_groups))
 
 
-def user_activity_groups(train: Any, n_groups: int = 4, ties: str = "split") -> Groups:
+def user_activity_groups(train: Interactions, n_groups: int = 4, ties: str = "split") -> Groups:
     """User activity quartiles (C1 = least active .. C4 = most) by distinct training items per user."""
     activity, _ = _distinct_counts(train)
     return Groups(quantile_groups(activity, n_groups, ties), _quartile_names(n_groups))

@@ -19,25 +19,27 @@ import numpy as np
 import torch
 
 from .._logging import report
-from ..metrics._validate import check_ks, row_ids
+from ..data.interactions import Interactions
+from ..metrics.checks import check_ks, row_ids
 from ..metrics.accuracy import accuracy_metrics, auc_from_counts
 from ..metrics.beyond import gini_index, item_coverage, item_user_counts, novelty, shannon_entropy
+from ..models.base import Delta, Recommender
 from .result import EvalResult
 
 PROTOCOLS = ("full", "sampled")
 
 
 def evaluate(
-    model: Any,
-    test: Any,
-    exclude: Union[Any, Sequence[Any]] = (),
+    model: Recommender,
+    test: Interactions,
+    exclude: Union[Interactions, Sequence[Interactions]] = (),
     k: Union[int, Sequence[int]] = (10,),
     protocol: str = "full",
     n_negatives: int = 999,
     seed: int = 0,
     batch_size: int = 1024,
-    popularity: Optional[Any] = None,
-    delta: Optional[dict] = None,
+    popularity: Optional[Interactions] = None,
+    delta: Delta = None,
     progress: Optional[bool] = None,
     auc: bool = True,
 ) -> EvalResult:
@@ -241,7 +243,7 @@ class SampledCases:
         return int(self.user.shape[0])
 
 
-def sampled_cases(test: Any, exclude: Union[Any, Sequence[Any]] = (), n_negatives: int = 999,
+def sampled_cases(test: Interactions, exclude: Union[Interactions, Sequence[Interactions]] = (), n_negatives: int = 999,
                   seed: int = 0) -> SampledCases:
     """The candidates ``evaluate(protocol="sampled", seed=seed)`` ranks, drawn once: an experiment
     that scores one model under many perturbations ranks every one against the same negatives."""
@@ -278,7 +280,7 @@ class _CaseDrawer:
         return SampledCases(cu, items, n_neg)
 
 
-def case_ranks(model: Any, cases: SampledCases, delta: Optional[dict] = None,
+def case_ranks(model: Recommender, cases: SampledCases, delta: Delta = None,
                batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Per case: how many of its negatives score above the target, and how many tie with it."""
     device = _device(model)

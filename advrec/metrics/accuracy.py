@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validate import Ks, check_csr, check_ks, check_topk, row_ids
+from .checks import Ks, check_csr, check_ks, check_topk, row_ids
 
 
 class PerUser(NamedTuple):

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._validate import Ks, check_csr, check_ks, check_topk, row_ids
+from .checks import Ks, check_csr, check_ks, check_topk, row_ids
 from .accuracy import PerUser, hit_matrix
 
 

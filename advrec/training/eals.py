@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 import numba
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.interactions import Interactions
 from ..models import MF
 
 
@@ -76,7 +77,7 @@ def popularity_weights(item_counts: np.ndarray, c0: float, alpha: float) -> np.n
     return c0 * powered / total if total > 0 else np.zeros(len(powered))
 
 
-def eals_objective(P: np.ndarray, Q: np.ndarray, train: Any, c: np.ndarray, w: float, reg: float) -> float:
+def eals_objective(P: np.ndarray, Q: np.ndarray, train: Interactions, c: np.ndarray, w: float, reg: float) -> float:
     """L above, computed densely (n_users x n_items): for tests and small data."""
     r_hat = P @ Q.T
     observed = np.zeros(r_hat.shape, dtype=bool)
@@ -91,7 +92,7 @@ def eals_epoch(P: np.ndarray, Q: np.ndarray, user_csr, item_csr, c: np.ndarray, 
     _pass(Q, P, item_csr[0], item_csr[1], c, True, w, reg, P.T @ P)
 
 
-def fit_eals(train: Any, dim: int = 64, *, c0: float = 512.0, alpha: float = 0.4, w: float = 1.0,
+def fit_eals(train: Interactions, dim: int = 64, *, c0: float = 512.0, alpha: float = 0.4, w: float = 1.0,
              reg: float = 0.01, epochs: int = 50, init_std: float = 0.01, seed: int = 0,
              progress: Optional[bool] = None) -> MF:
     """Train MF-eALS on ``train`` (an ``advrec.data.Interactions``; repeated pairs count once) and

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.interactions import Interactions
-from ..data.sampling import _draw_negatives
+from ..data.sampling import draw_negatives
 from ..data.sequences import PAD, TrainingSequences, training_sequences
 from ..models.base import Batch
 from ..models.sequential import SequentialRecommender
@@ -116,7 +116,7 @@ class SequenceTrainer:
         """One negative per position, outside the user's training items; -1 at padding."""
         T = targets.shape[1]
         flat_users = np.repeat(users, T).astype(np.int64)
-        neg = _draw_negatives(flat_users, indptr, indices, n_items, int(rng.integers(2 ** 31)))
+        neg = draw_negatives(flat_users, indptr, indices, n_items, int(rng.integers(2 ** 31)))
         neg = neg.reshape(len(users), T)
         neg[targets[users] == PAD] = PAD
         return torch.from_numpy(neg)

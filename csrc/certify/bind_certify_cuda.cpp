@@ -1,8 +1,8 @@
 // Bindings of the CUDA certification twins (gram_pairs.cu, fm_greedy.cu). Compiled into every
 // build by the source glob, so the body exists only in CUDA builds.
 //
-// The arguments are device pointers that advrec/_cuda_certify.py has already validated (device,
-// dtype, shape, contiguity, index ranges); the host entry points re-check what they rely on
+// The arguments are device pointers that advrec/kernels/pairs_cuda.py and certify_cuda.py have
+// already validated (device, dtype, shape, contiguity, index ranges); the host entry points re-check what they rely on
 // for memory safety (sizes, limits, null pointers) and throw std::invalid_argument (ValueError).
 #ifdef ADVREC_WITH_CUDA
 #include <cstdint>
@@ -44,7 +44,7 @@ void bind_certify_cuda(py::module_& m) {
       py::arg("row_top_idx"), py::arg("row_bot_val"), py::arg("row_bot_idx"),
       py::arg("nan_flag"), py::arg("stream"),
       "GPU Gram extreme-entry tables on device pointers (internal; call "
-      "advrec._cuda_certify.gram_extremes_cuda).");
+      "advrec.kernels.gram_extremes with a CUDA tensor).");
   m.def(
       "fm_greedy_cuda",
       [](uintptr_t p, int64_t m_rows, int64_t n, uintptr_t hist_indptr, uintptr_t hist_indices,
@@ -62,7 +62,7 @@ void bind_certify_cuda(py::module_& m) {
       py::arg("q"), py::arg("selected"), py::arg("delta"), py::arg("flipped"),
       py::arg("stream"),
       "GPU greedy flip search on device pointers (internal; call "
-      "advrec._cuda_certify.fm_greedy_cuda).");
+      "advrec.kernels.certify_cuda.fm_greedy_cuda).");
 }
 
 }  // namespace bind

@@ -1,4 +1,5 @@
-"""Wrappers of the FM certification kernels (re-exported by ``advrec.kernels``).
+"""The FM certification kernels (``csrc/certify/fm_certify.{h,cpp}``; the CUDA greedy twin
+``csrc/cuda/fm_greedy.cu`` through ``certify_cuda.py``).
 
 The mathematics is in ``docs/certify.md``. These wrappers turn numpy arrays and torch tensors
 into the strict dtypes the core takes (int64 CSR and feature ids, float32 model and BLAS
@@ -10,19 +11,18 @@ from __future__ import annotations
 from typing import NamedTuple, Optional, Tuple, Union
 
 import numpy as np
+import torch
 
-from . import _core
+from . import certify_cuda
+from ._args import int_arg, int_array
+from ._native import _core
 
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
-
-__all__ = ["METHODS", "FMCertBatch", "fm_scores", "fm_scores_sums", "fm_certify_batch", "fm_max_q_batch"]
+__all__ = ["METHODS", "FMCertBatch", "fm_scores", "fm_scores_sums", "fm_certify_batch", "fm_max_q_batch",
+           "fm_greedy_batch"]
 
 METHODS = ("greedy", "paper", "joint", "best", "exact")
 
-ArrayLike = Union[np.ndarray, "torch.Tensor"]
+ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
 class FMCertBatch(NamedTuple):
@@ -43,36 +43,21 @@ class FMCertBatch(NamedTuple):
     nodes: np.ndarray
 
 
-def _numpy(x: object, name: str) -> np.ndarray:
-    if torch is not None and isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    try:
-        return np.asarray(x)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be array-like: {err}") from None
-
-
 def _ints(x: object, name: str) -> np.ndarray:
-    a = _numpy(x, name)
-    if a.size and (a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return int_array(x, name, ndim=None)
 
 
 def _floats(x: object, name: str, dtype: type) -> np.ndarray:
-    a = _numpy(x, name)
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be array-like: {err}") from None
     if a.size and (a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.floating)
                                                or np.issubdtype(a.dtype, np.integer))):
         raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
     return np.ascontiguousarray(a, dtype=dtype)
-
-
-def _int_arg(x: object, name: str, minimum: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise ValueError(f"{name} must be an int, got {type(x).__name__}")
-    if x < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {x}")
-    return int(x)
 
 
 def _w0(x: object) -> float:
@@ -143,9 +128,9 @@ def fm_certify_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayL
     clear. Robust claims need the bound to clear a float32 tolerance (docs/certify.md); flip
     sets are re-scored in double before they are returned.
     """
-    q = _int_arg(q, "q", 0)
+    q = int_arg(q, "q")
     method = _method(method)
-    node_budget = _int_arg(node_budget, "node_budget", 1)
+    node_budget = int_arg(node_budget, "node_budget", 1)
     args = _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot,
                    p, gram)
     out = _core.fm_certify_batch(*args[:10], q, method, args[10], args[11], node_budget)
@@ -162,12 +147,63 @@ def fm_max_q_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLik
     Same arguments as :func:`fm_certify_batch` with tables sized for ``q_max``; ``method``
     ``greedy`` is refused (it never certifies robustness). Its mean is the paper's avg-max q.
     """
-    q_max = _int_arg(q_max, "q_max", 0)
+    q_max = int_arg(q_max, "q_max")
     method = _method(method)
     if method == "greedy":
         raise ValueError("method 'greedy' never certifies robustness, so it has no max_q; "
                          "use 'paper', 'joint', 'best' or 'exact'")
-    node_budget = _int_arg(node_budget, "node_budget", 1)
+    node_budget = int_arg(node_budget, "node_budget", 1)
     args = _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot,
                    p, gram)
     return _core.fm_max_q_batch(*args[:10], q_max, method, args[10], args[11], node_budget)
+
+
+def fm_greedy_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike, V: ArrayLike,
+                    perturbable: ArrayLike, q: int, *, p: torch.Tensor,
+                    V_P: torch.Tensor) -> FMCertBatch:
+    """Greedy flip search (Alg. 1) of CSR rows on the GPU, every claimed flip re-scored exactly.
+
+    The CUDA twin of ``fm_certify_batch(..., method="greedy")``: ``p`` is the CUDA tensor
+    ``w_P + s V_Pᵀ`` [m, n] and ``V_P`` the perturbable rows of ``V`` on the same device
+    (float32 [n, k]); the CSR, ``w0``, ``w``, ``V`` and ``perturbable`` are as for
+    ``fm_certify_batch``. The search runs in float32 on the device; a row is reported
+    non-robust (status -1) only when the exact double-precision score of the history plus its
+    flip set has the other label, else unknown (0). ``bound`` is NaN, ``nodes`` 0.
+    """
+    if not isinstance(p, torch.Tensor) or not p.is_cuda:
+        raise ValueError("p must be a CUDA tensor for fm_greedy_batch "
+                         "(on the CPU, use fm_certify_batch(..., method='greedy'))")
+    q = int_arg(q, "q")
+    indptr, indices = _ints(indptr, "indptr"), _ints(indices, "indices")
+    P = _ints(perturbable, "perturbable")
+    score = fm_scores(indptr, indices, w0, w, V)
+    m, n = len(score), len(P)
+    # History positions: where each instance's features sit among the perturbable ids.
+    at = np.minimum(np.searchsorted(P, indices), max(n - 1, 0))
+    keep = (P[at] == indices) if n else np.zeros(len(indices), bool)
+    row_of = np.repeat(np.arange(m), np.diff(indptr))
+    hist_ptr = np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=m))]).astype(np.int64)
+    dev = p.device
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
+    selected, _, flipped = certify_cuda.fm_greedy_cuda(
+        p, t(hist_ptr), t(at[keep]), (V_P.double() ** 2).sum(1).float(), V_P,
+        t(np.where(score > 0, -1, 1).astype(np.int8)), t(-score), q)
+    selected, flipped = selected.cpu().numpy(), flipped.cpu().numpy()
+    status = np.zeros(m, np.int8)
+    flip_sets = [np.zeros(0, np.int64)] * m
+    rows = np.flatnonzero(flipped)
+    if len(rows):
+        sets = [np.sort(P[selected[r][selected[r] >= 0]]) for r in rows]
+        new_rows = [np.union1d(indices[indptr[r]:indptr[r + 1]], S) for r, S in zip(rows, sets)]
+        new_ptr = np.concatenate([[0], np.cumsum([len(x) for x in new_rows])]).astype(np.int64)
+        after = fm_scores(new_ptr, np.concatenate(new_rows).astype(np.int64), w0, w, V)
+        for r, S, f_new in zip(rows, sets, after):
+            if (f_new > 0) != (score[r] > 0):  # the exact re-score confirms the flip
+                status[r] = -1
+                flip_sets[r] = S
+    lengths = np.array([len(S) for S in flip_sets], np.int64)
+    return FMCertBatch(
+        status=status, score=score, bound=np.full(m, np.nan),
+        flips_indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        flips_indices=np.concatenate(flip_sets).astype(np.int64) if m else np.zeros(0, np.int64),
+        nodes=np.zeros(m, np.int64))

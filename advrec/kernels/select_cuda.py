@@ -1,18 +1,19 @@
-"""CUDA path of ``advrec.kernels.topk_scores``: scores stay on their GPU, results come back there.
+"""CUDA twin of ``select.topk_scores`` (``csrc/cuda/topk.cu``): scores stay on their GPU and the
+results come back there.
 
-Imported lazily by ``advrec.kernels`` only for CUDA tensors. Arguments are checked here, before
-any device pointer reaches the core, with the same exception types and messages as the CPU path
-(the core's ``check_csr``/``check_exclusion``), so callers see one behaviour on both devices.
-The small exclusion CSR is checked with torch ops where it lives (one sync when on the GPU).
+``select.topk_scores`` calls it for CUDA tensors. Arguments are checked here, before any device
+pointer reaches the core, with the same exception types and messages as the CPU path (the
+core's ``check_csr``/``check_exclusion``), so callers see one behaviour on both devices. The
+small exclusion CSR is checked with torch ops where it lives (one sync when on the GPU).
 """
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
-from . import _core
+from ._args import dtype_name, first_true, index_tensor, int_arg, require_cuda, stream_of
+from ._native import _core
 
 __all__ = ["topk_scores_cuda", "prepare", "Prepared", "MAX_K"]
 
@@ -27,43 +28,6 @@ class Prepared(NamedTuple):
     indptr: Optional[torch.Tensor]
     indices: Optional[torch.Tensor]
     rows: Optional[torch.Tensor]
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k must be an int, got {type(k).__name__}")
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
-    if k > MAX_K:
-        raise ValueError(f"k must be in [0, {MAX_K}] on CUDA, got {k}")
-    return int(k)
-
-
-def _index_vector(x: Any, name: str) -> torch.Tensor:
-    """A 1-D int64 tensor on x's own device (numpy and lists land on the CPU)."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        a = np.asarray(x)
-        if a.ndim != 1:
-            raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-        if a.size and not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
-    if t.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
-    integral = not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
-    if t.numel() and not integral:
-        raise ValueError(f"{name} must hold integers, got dtype {_dtype_name(t.dtype)}")
-    return t.to(torch.int64).contiguous()
-
-
-def _first_true(mask: torch.Tensor) -> int:
-    return int(torch.nonzero(mask)[0, 0].item())
 
 
 def _check_csr(indptr: torch.Tensor, indices: torch.Tensor, n_items: int) -> int:
@@ -84,7 +48,7 @@ def _check_csr(indptr: torch.Tensor, indices: torch.Tensor, n_items: int) -> int
     if last != indices.shape[0]:
         raise ValueError(f"exclude indptr[-1] ({last}) must equal len(indices) ({indices.shape[0]})")
     if any_bad:
-        i = _first_true(ix_bad)
+        i = first_true(ix_bad)
         raise IndexError(
             f"exclude indices[{i}] = {int(indices[i].item())} is outside [0, {n_items})"
         )
@@ -98,7 +62,7 @@ def _check_rows(rows: torch.Tensor, n_tile_rows: int, n_excl_rows: int) -> None:
         )
     bad = (rows < 0) | (rows >= n_excl_rows)
     if n_tile_rows and bool(bad.any().item()):
-        i = _first_true(bad)
+        i = first_true(bad)
         raise IndexError(
             f"rows[{i}] = {int(rows[i].item())} is outside the exclusion CSR's {n_excl_rows} rows"
         )
@@ -114,14 +78,14 @@ def prepare(
 
     Device-agnostic (it also runs on CPU tensors), so the checks are testable without a GPU.
     """
-    k = _check_k(k)
+    k = int_arg(k, "k", maximum=MAX_K, where=" on CUDA")
     if not isinstance(scores, torch.Tensor):
         raise ValueError(f"scores must be a torch tensor, got {type(scores).__name__}")
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D [rows, n_items], got shape {tuple(scores.shape)}")
     if not scores.is_floating_point():
         raise ValueError(
-            f"scores must hold floating-point scores, got dtype {_dtype_name(scores.dtype)}"
+            f"scores must hold floating-point scores, got dtype {dtype_name(scores.dtype)}"
         )
     s = scores.detach().to(torch.float32).contiguous()
     n_rows, n_items = int(s.shape[0]), int(s.shape[1])
@@ -130,10 +94,10 @@ def prepare(
     if exclude is not None:
         if len(exclude) != 2:
             raise ValueError("exclude must be a pair (indptr, indices)")
-        indptr = _index_vector(exclude[0], "exclude indptr")
-        indices = _index_vector(exclude[1], "exclude indices")
+        indptr = index_tensor(exclude[0], "exclude indptr")
+        indices = index_tensor(exclude[1], "exclude indices")
     if rows is not None:
-        r = _index_vector(rows, "rows")
+        r = index_tensor(rows, "rows")
     if indptr is None:
         if r is not None:
             raise ValueError("rows is only meaningful with an exclusion CSR")
@@ -169,8 +133,7 @@ def topk_scores_cuda(
     """
     if not isinstance(scores, torch.Tensor) or not scores.is_cuda:
         raise ValueError("scores must be a CUDA tensor for the CUDA top-k")
-    if not hasattr(_core, "topk_masked_cuda"):
-        raise RuntimeError("advrec was built without CUDA support (advrec.kernels.info())")
+    require_cuda(scores, "scores", "topk_masked_cuda")
     with torch.cuda.device(scores.device):
         p = prepare(scores, k, exclude, rows)
         b, n_items = p.scores.shape
@@ -183,7 +146,7 @@ def topk_scores_cuda(
         _core.topk_masked_cuda(
             _ptr(p.scores), b, n_items, p.k, _ptr(p.indptr), _ptr(p.indices), _ptr(p.rows),
             _ptr(out_idx), _ptr(out_val), _ptr(nan_flag),
-            int(torch.cuda.current_stream(dev).cuda_stream),
+            stream_of(dev),
         )
         if int(nan_flag.item()):
             raise ValueError("scores contains NaN")

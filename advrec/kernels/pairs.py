@@ -1,4 +1,5 @@
-"""Wrappers of the Gram extreme-entry selection kernel (re-exported by ``advrec.kernels``).
+"""The Gram extreme-entry selection kernel (``csrc/select/pairs.{h,cpp}``; CUDA twin
+``csrc/cuda/gram_pairs.cu`` through ``pairs_cuda.py``).
 
 ``gram_extremes`` selects, from ``G = V Vᵀ``, the per-model tables of docs/certify.md ("Per-model
 tables") without ever holding ``G``: torch computes row blocks ``V[a:b] @ V[a:]ᵀ`` (each
@@ -9,17 +10,15 @@ from __future__ import annotations
 from typing import NamedTuple, Optional, Union
 
 import numpy as np
+import torch
 
-from . import _core
-
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
+from . import pairs_cuda
+from ._args import int_arg
+from ._native import _core
 
 __all__ = ["GramExtremes", "gram_extremes"]
 
-ArrayLike = Union[np.ndarray, "torch.Tensor"]
+ArrayLike = Union[np.ndarray, torch.Tensor]
 
 _TILE_BYTES = 32 << 20  # default tile budget: one float32 tile of at most ~32 MB
 _MIN_TILE_ROWS = 256  # below this, a product per block costs more in calls than it saves
@@ -43,15 +42,7 @@ class GramExtremes(NamedTuple):
     row_bot_idx: np.ndarray  # int64 [n, t]
 
 
-def _check_count(x: object, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise ValueError(f"{name} must be an int, got {type(x).__name__}")
-    if x < 0:
-        raise ValueError(f"{name} must be >= 0, got {x}")
-    return int(x)
-
-
-def _as_cpu_matrix(V: ArrayLike) -> "torch.Tensor":
+def _as_cpu_matrix(V: ArrayLike) -> torch.Tensor:
     """float32, contiguous, 2-D CPU tensor (sharing memory with V where it already is one)."""
     if isinstance(V, torch.Tensor):
         t = V.detach()
@@ -79,23 +70,19 @@ def gram_extremes(V: ArrayLike, n_pairs: int, n_row: int, *,
     tracked). ``G`` is computed in row blocks ``V[a:a+tile_rows] @ V[a:]ᵀ`` (default: a quarter
     of ``n``, at least 256 rows, and at most ~32 MB per block), so memory stays at one block
     whatever ``n``. The result does not depend on ``tile_rows`` or the thread count. A CUDA
-    tensor goes to ``advrec._cuda_certify.gram_extremes_cuda`` when that path exists.
+    tensor goes to the CUDA twin (``pairs_cuda.gram_extremes_cuda``) when this build has it.
     """
-    if torch is None:  # pragma: no cover
-        raise RuntimeError("gram_extremes needs torch")
-    n_pairs = _check_count(n_pairs, "n_pairs")
-    n_row = _check_count(n_row, "n_row")
+    n_pairs = int_arg(n_pairs, "n_pairs")
+    n_row = int_arg(n_row, "n_row")
     if tile_rows is not None and (isinstance(tile_rows, bool)
                                   or not isinstance(tile_rows, (int, np.integer)) or tile_rows < 1):
         raise ValueError(f"tile_rows must be a positive int or None, got {tile_rows!r}")
     if isinstance(V, torch.Tensor) and V.is_cuda:
-        try:
-            from ._cuda_certify import gram_extremes_cuda  # noqa: WPS433 (only with a GPU)
-        except ImportError:
+        if not hasattr(_core, "gram_extremes_cuda"):
             raise ValueError("V is a CUDA tensor: CUDA tensors go through the CUDA path "
-                             "(advrec._cuda_certify.gram_extremes_cuda), which this installation "
-                             "does not have; pass V.cpu()") from None
-        return gram_extremes_cuda(V, n_pairs, n_row, tile_rows=tile_rows)
+                             "(advrec.kernels.pairs_cuda), which this installation was built "
+                             "without; pass V.cpu()")
+        return GramExtremes(*pairs_cuda.gram_extremes_cuda(V, n_pairs, n_row, tile_rows=tile_rows))
 
     Vt = _as_cpu_matrix(V)
     n = int(Vt.shape[0])

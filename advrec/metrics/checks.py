@@ -1,4 +1,5 @@
-"""Argument checks shared by the metric modules (bad input raises ValueError naming the argument)."""
+"""Argument checks of the metrics (bad input raises ValueError naming the argument); the
+evaluation protocols check their top-K matrices and cut-offs with the same functions."""
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union

@@ -1,51 +1,28 @@
-"""Typed wrappers over the compiled core ``advrec._core``.
+"""Masked top-k selection over score tiles, target ranking, and top-k of a factor product
+(``csrc/select/topk.{h,cpp}``; CUDA twin ``csrc/cuda/topk.cu`` through ``select_cuda.py``).
 
-This is the only Python module that touches ``_core``. It converts numpy arrays and torch
-tensors to the contiguous buffers the kernels take, validates what the core cannot know, and
-dispatches to the CUDA twin when the scores live on a GPU.
+Scores come in as numpy arrays or torch tensors; a CUDA tensor stays on its device and goes to
+the CUDA twin, anything else to the CPU kernel.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 
-try:
-    from . import _core
-except ImportError as err:  # pragma: no cover - only in an unbuilt source tree
-    raise ImportError(
-        "advrec's compiled core (advrec._core) is missing: install the package with "
-        "'python -m pip install .', or build it in place (see docs/architecture.md)") from err
+from . import select_cuda
+from ._args import csr_pair, int_arg, int_array, is_tensor
+from ._native import _core
 
-try:  # torch is a dependency, but keep the core usable from plain numpy
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
-
-ArrayLike = Union[np.ndarray, "torch.Tensor"]
+ArrayLike = Union[np.ndarray, torch.Tensor]
 CSR = Tuple[np.ndarray, np.ndarray]
 
-__all__ = ["has_cuda", "info", "topk_scores", "rank_targets", "topk_dot"]
-
-
-def has_cuda() -> bool:
-    """True when the core was built with CUDA and a CUDA device is usable now."""
-    return bool(_core.build_info()["cuda_built"]) and _core.cuda_device_count() > 0
-
-
-def info() -> dict:
-    """What this installation has: compiler, OpenMP threads, CUDA archs built, devices seen."""
-    d = dict(_core.build_info())
-    d["cuda_devices"] = int(_core.cuda_device_count())
-    return d
-
-
-def _is_tensor(x: object) -> bool:
-    return torch is not None and isinstance(x, torch.Tensor)
+__all__ = ["topk_scores", "rank_targets", "topk_dot"]
 
 
 def _to_f32_matrix(x: ArrayLike, name: str) -> np.ndarray:
-    if _is_tensor(x):
+    if is_tensor(x):
         if not x.is_floating_point():
             raise ValueError(f"{name} must hold floating-point scores, got dtype {x.dtype}")
         x = x.detach().to("cpu", torch.float32).numpy()
@@ -58,18 +35,7 @@ def _to_f32_matrix(x: ArrayLike, name: str) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _to_i64_vector(x: ArrayLike, name: str) -> np.ndarray:
-    if _is_tensor(x):
-        x = x.detach().to("cpu").numpy()
-    x = np.asarray(x)
-    if x.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {x.shape}")
-    if x.size and not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {x.dtype}")
-    return np.ascontiguousarray(x, dtype=np.int64)
-
-
-def _float_tensor(x: ArrayLike, name: str) -> "torch.Tensor":
+def _float_tensor(x: ArrayLike, name: str) -> torch.Tensor:
     try:
         t = torch.as_tensor(x)
     except (TypeError, RuntimeError, ValueError) as err:
@@ -79,27 +45,11 @@ def _float_tensor(x: ArrayLike, name: str) -> "torch.Tensor":
     return t.float()
 
 
-def _float_matrix(x: ArrayLike, name: str) -> "torch.Tensor":
+def _float_matrix(x: ArrayLike, name: str) -> torch.Tensor:
     t = _float_tensor(x, name)
     if t.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
     return t
-
-
-def _csr_pair(csr: Optional[Sequence[ArrayLike]], name: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    if csr is None:
-        return None, None
-    if not isinstance(csr, (tuple, list)) or len(csr) != 2:
-        raise ValueError(f"{name} must be a pair (indptr, indices)")
-    return _to_i64_vector(csr[0], f"{name} indptr"), _to_i64_vector(csr[1], f"{name} indices")
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k must be an int, got {type(k).__name__}")
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
-    return int(k)
 
 
 def topk_scores(
@@ -116,14 +66,12 @@ def topk_scores(
     row ``r``). A CUDA tensor stays on its device and returns tensors; anything else returns
     numpy ``(indices int64 [b, k], values float32 [b, k])``.
     """
-    k = _check_k(k)
-    if _is_tensor(scores) and scores.is_cuda:
-        from ._cuda_dispatch import topk_scores_cuda  # noqa: WPS433 (only with a GPU)
-
-        return topk_scores_cuda(scores, k, exclude, rows)
+    k = int_arg(k, "k")
+    if is_tensor(scores) and scores.is_cuda:
+        return select_cuda.topk_scores_cuda(scores, k, exclude, rows)
     s = _to_f32_matrix(scores, "scores")
-    indptr, indices = _csr_pair(exclude, "exclude")
-    r = None if rows is None else _to_i64_vector(rows, "rows")
+    indptr, indices = csr_pair(exclude, "exclude")
+    r = None if rows is None else int_array(rows, "rows")
     return _core.topk_masked(s, k, indptr, indices, r)
 
 
@@ -141,11 +89,11 @@ def rank_targets(
     the negatives is ``greater`` (+ ties), its AUC is ``(n_neg - greater - equal / 2) / n_neg``.
     """
     s = _to_f32_matrix(scores, "scores")
-    t_indptr, t_indices = _csr_pair(targets, "targets")
+    t_indptr, t_indices = csr_pair(targets, "targets")
     if t_indptr is None:
         raise ValueError("targets must be a pair (indptr, indices)")
-    indptr, indices = _csr_pair(exclude, "exclude")
-    r = None if rows is None else _to_i64_vector(rows, "rows")
+    indptr, indices = csr_pair(exclude, "exclude")
+    r = None if rows is None else int_array(rows, "rows")
     return _core.rank_targets(s, t_indptr, t_indices, indptr, indices, r)
 
 
@@ -164,9 +112,7 @@ def topk_dot(
     fused in the core, so peak memory is one ``tile_rows x n_items`` tile, not users x items.
     ``rows`` maps each user row to its row of the ``exclude`` CSR (default: the same index).
     """
-    if torch is None:  # pragma: no cover
-        raise RuntimeError("topk_dot needs torch")
-    k = _check_k(k)
+    k = int_arg(k, "k")
     if isinstance(tile_rows, bool) or not isinstance(tile_rows, (int, np.integer)) or tile_rows < 1:
         raise ValueError(f"tile_rows must be a positive int, got {tile_rows!r}")
     U = _float_matrix(user_factors, "user_factors")
@@ -183,12 +129,12 @@ def topk_dot(
     m = U.shape[0]
     if exclude is None and rows is not None:
         raise ValueError("rows is only meaningful with an exclusion CSR")
-    r_all = np.arange(m, dtype=np.int64) if rows is None else _to_i64_vector(rows, "rows")
+    r_all = np.arange(m, dtype=np.int64) if rows is None else int_array(rows, "rows")
     if r_all.shape[0] != m:
         raise ValueError(f"rows must have one entry per user row ({m}), got {r_all.shape[0]}")
     on_gpu = U.is_cuda
     if exclude is not None:
-        indptr, indices = _csr_pair(exclude, "exclude")
+        indptr, indices = csr_pair(exclude, "exclude")
         if rows is None and indptr.shape[0] - 1 != m:
             raise ValueError(f"without rows, the exclusion CSR must have one row per user row ({m}), "
                              f"got {indptr.shape[0] - 1}")
@@ -224,16 +170,3 @@ def topk_dot(
         return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
     return np.concatenate(idx_parts), np.concatenate(val_parts)
 
-
-# Kernel families with their own wrapper modules (each touches _core only through these).
-from ._kernels_pairs import *  # noqa: E402,F401,F403
-from ._kernels_certify import *  # noqa: E402,F401,F403
-from ._kernels_perturb import *  # noqa: E402,F401,F403
-from ._kernels_bpr import *  # noqa: E402,F401,F403
-from ._kernels_seq import *  # noqa: E402,F401,F403
-from . import _kernels_certify as _kc, _kernels_pairs as _kp, _kernels_perturb as _kpt  # noqa: E402
-from . import _kernels_bpr as _kb  # noqa: E402
-from . import _kernels_seq as _ks  # noqa: E402
-
-__all__ = __all__ + list(_kp.__all__) + list(_kc.__all__) + list(_kpt.__all__) + list(_kb.__all__)
-__all__ += list(_ks.__all__)

@@ -1,4 +1,5 @@
-"""The BPR-MF loss and its gradient w.r.t. the embedding tables in one compiled call (issue 4).
+"""The BPR-MF loss and its gradient w.r.t. the embedding tables in one compiled call
+(``csrc/perturb/bpr_grad.{h,cpp}``; CPU only, issue 4).
 
 The embedding attacks (MSAP's FGSM/BIM/PGD) need ``d loss / d delta`` over every training
 triple on every step; autograd materialises three gathered ``[N, dim]`` matrices and runs a slow
@@ -10,29 +11,24 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 import numpy as np
+import torch
 
-from . import _core
-
-try:
-    import torch
-except ImportError:  # pragma: no cover - torch is a dependency, but the kernels do not need it
-    torch = None  # type: ignore[assignment]
+from ._args import dtype_name, int_array, is_tensor
+from ._native import _core
 
 __all__ = ["mf_bpr_gradient"]
 
-
-def _is_tensor(x: Any) -> bool:
-    return torch is not None and isinstance(x, torch.Tensor)
+_CPU_ONLY = ("mf_bpr_gradient runs on the CPU only"
+             " (no CUDA kernel): take the gradient with torch autograd there")
 
 
 def _table(x: Any, name: str) -> np.ndarray:
     """A float32 [rows, dim] table as a C-contiguous numpy array (a view where possible)."""
-    if _is_tensor(x):
+    if is_tensor(x):
         if x.device.type != "cpu":
-            raise ValueError(f"{name} is on {x.device}, but mf_bpr_gradient runs on the CPU only "
-                             "(no CUDA kernel): take the gradient with torch autograd there")
+            raise ValueError(f"{name} is on {x.device}, but {_CPU_ONLY}")
         if x.dtype != torch.float32:
-            raise ValueError(f"{name} must have dtype float32, got {str(x.dtype)[6:]}")
+            raise ValueError(f"{name} must have dtype float32, got {dtype_name(x.dtype)}")
         x = x.detach().numpy()
     if not isinstance(x, np.ndarray):
         raise ValueError(f"{name} must be a numpy array or a CPU torch tensor, got {type(x).__name__}")
@@ -45,19 +41,7 @@ def _table(x: Any, name: str) -> np.ndarray:
 
 def _ids(x: Any, name: str) -> np.ndarray:
     """Integer ids as a C-contiguous int64 vector; floats and bools are refused, not truncated."""
-    if _is_tensor(x):
-        if x.device.type != "cpu":
-            raise ValueError(f"{name} is on {x.device}, but mf_bpr_gradient runs on the CPU only "
-                             "(no CUDA kernel): take the gradient with torch autograd there")
-        x = x.detach().numpy()
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
-        raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
-    if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
-        raise IndexError(f"{name} holds {int(a.max())}, outside the int64 range")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return int_array(x, name, cpu_only=_CPU_ONLY)
 
 
 def mf_bpr_gradient(P: Any, Q: Any, users: Any, pos: Any, neg: Any, *, user_grad: bool = True,
@@ -77,7 +61,7 @@ def mf_bpr_gradient(P: Any, Q: Any, users: Any, pos: Any, neg: Any, *, user_grad
     ValueError for a wrong dtype, shape or device (CUDA tensors: no GPU kernel, use autograd) or
     an empty batch, IndexError for an id out of range, naming the argument.
     """
-    as_torch = _is_tensor(P) or _is_tensor(Q)
+    as_torch = is_tensor(P) or is_tensor(Q)
     Pa, Qa = _table(P, "P"), _table(Q, "Q")
     loss, gP, gQ = _core.mf_bpr_gradient(Pa, Qa, _ids(users, "users"), _ids(pos, "pos"),
                                          _ids(neg, "neg"), bool(user_grad), bool(item_grad))
