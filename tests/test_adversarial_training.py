@@ -175,7 +175,7 @@ def _fgsm_damage(model, batch, eps=0.5):
     """(increase of the BPR loss, relative drop of the pairwise ranking accuracy) under FGSM."""
     delta = FGSM(model, eps)(batch)
     with torch.no_grad():
-        clean, adv = model(batch), model(batch, delta)
+        clean, adv = model.score_batch(batch), model.score_batch(batch, delta)
         acc_clean = float((clean[:, 0] > clean[:, 1]).double().mean())
         acc_adv = float((adv[:, 0] > adv[:, 1]).double().mean())
         increase = float(model.loss(batch, delta)) - float(model.loss(batch))

@@ -34,7 +34,7 @@ def test_mf_delta_is_additive_and_leaves_parameters_alone():
 def test_mf_loss_is_bpr_and_gradients_reach_delta():
     m = MF(3, 4, dim=2, seed=0)
     batch = {"user": torch.tensor([0, 1]), "pos": torch.tensor([1, 2]), "neg": torch.tensor([3, 0])}
-    s = m(batch)
+    s = m.score_batch(batch)
     expect = -torch.nn.functional.logsigmoid(s[:, 0] - s[:, 1]).mean()
     torch.testing.assert_close(m.loss(batch), expect)
     delta = {"item": torch.zeros(4, 2, requires_grad=True)}

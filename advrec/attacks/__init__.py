@@ -3,6 +3,9 @@ item substitution in sequences (``substitution``, real items, not embedding nois
 
 Every embedding attack maps a batch to ``delta``, a dict from perturbable name to a tensor of that table's
 shape, which ``model.loss``/``model.full_scores`` take; the model's parameters are never changed.
+The budget ``eps`` is per row and per table: each row of each attacked table stays in its own ball
+of radius ``eps``, so attacking MF's two tables moves a (user, item) pair by up to ``sqrt(2) * eps``
+(``docs/models.md``).
 """
 from .embedding import BIM, FGSM, PGD, Attack, RandomNoise
 from .step import NORMS, normalized_step, perturb_step, project, random_in_ball, random_on_sphere

@@ -4,7 +4,15 @@ The adversary maximises ``model.loss(batch, delta)`` over ``delta`` in a per-row
 ``eps`` (see ``advrec.attacks.step`` for the norms). Gradients are taken with respect to
 ``delta`` only (``torch.autograd.grad``), so the model's parameters are never written and no
 ``.grad`` is left on them. Any ``Recommender`` that implements ``perturbable()`` and accepts
-``delta`` in ``loss`` can be attacked.
+``delta`` in ``loss`` can be attacked; a model with the ``DeltaGradient`` capability
+(``advrec.models.capabilities``) supplies the gradient itself where it can.
+
+The budget ``eps`` is per row and per table: every row of every attacked table (``targets``)
+gets its own ball of radius ``eps``. An interaction that reads one row of each of two tables
+(MF's ``p_u`` and ``q_i``) is therefore moved by up to ``sqrt(2) * eps`` in total (L2), and a
+row that a batch touches many times still moves by at most ``eps``. Rows the batch does not
+touch have a zero gradient and stay zero (FGSM, BIM; PGD's random start is spread over every
+row). See ``docs/models.md``.
 
 To attack "the whole training set", as the papers do for evaluation, pass one batch holding
 every training triple.
@@ -17,9 +25,10 @@ from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 import torch
 
 from ..models.base import Batch, Recommender
+from ..models.capabilities import DeltaGradient
 from .step import check_norm, perturb_step, random_in_ball, random_on_sphere
 
-Delta = Dict[str, torch.Tensor]
+Delta = Dict[str, torch.Tensor]  # what an attack returns: a tensor for every target (never None)
 Callback = Callable[[int, Delta], None]
 
 
@@ -34,7 +43,8 @@ class Attack:
     ``__call__``/``steps_iter`` on top of ``_steps``.
 
     ``targets`` names the perturbable tensors to attack; ``None`` means all of them (for MF,
-    ``("user", "item")``).
+    ``("user", "item")``). ``eps`` bounds each row of each target separately (with two tables
+    attacked, a (user, item) pair moves by up to ``sqrt(2) * eps``).
     """
 
     def __init__(self, model: Recommender, eps: float, targets: Union[None, str, Sequence[str]] = None,
@@ -72,12 +82,12 @@ class Attack:
     def gradient(self, batch: Batch, delta: Delta) -> Delta:
         """d loss(batch, delta) / d delta, per target; tables the loss does not use get zeros.
 
-        A model with a compiled gradient (``delta_gradient``, e.g. MF's fused BPR kernel) gives
-        it where it applies (it returns ``None`` elsewhere); autograd below is the reference.
+        A model with the ``DeltaGradient`` capability (``delta_gradient``, e.g. MF's fused BPR
+        kernel) gives it where it applies (it returns ``None`` elsewhere); autograd below is the
+        reference.
         """
-        fast = getattr(self.model, "delta_gradient", None)
-        if fast is not None:
-            grads = fast(batch, delta, tuple(delta))
+        if isinstance(self.model, DeltaGradient):
+            grads = self.model.delta_gradient(batch, delta, tuple(delta))
             if grads is not None:
                 return grads
         return self.autograd_gradient(batch, delta)
@@ -119,7 +129,9 @@ class Attack:
 
 class FGSM(Attack):
     """One step of size ``eps`` from zero (He et al. 2018, APR): ``eps * g / ||g||`` per row
-    (``"l2"``) or ``eps * sign(g)`` (``"linf"``). Rows the batch does not touch stay zero."""
+    (``"l2"``) or ``eps * sign(g)`` (``"linf"``). Rows the batch does not touch stay zero.
+    ``eps`` is per row and per table: attacking ``("user", "item")`` moves a pair by up to
+    ``sqrt(2) * eps``."""
 
     def __init__(self, model: Recommender, eps: float, targets: Union[None, str, Sequence[str]] = None,
                  norm: str = "l2"):
@@ -133,7 +145,8 @@ class FGSM(Attack):
 
 class BIM(Attack):
     """Basic Iterative Method (Kurakin et al. 2017) as in MSAP: ``steps`` projected steps of size
-    ``alpha`` (default ``eps / 4``) starting from zero."""
+    ``alpha`` (default ``eps / 4``) starting from zero, each row of each table projected onto its
+    own ``eps`` ball (two attacked tables: up to ``sqrt(2) * eps`` per pair)."""
 
     def __init__(self, model: Recommender, eps: float, alpha: Optional[float] = None, steps: int = 10,
                  targets: Union[None, str, Sequence[str]] = None, norm: str = "l2"):
@@ -164,7 +177,8 @@ class BIM(Attack):
 
 class PGD(BIM):
     """Projected Gradient Descent (Madry et al. 2018) as in MSAP: BIM from a random start uniform in
-    the feasible set (``random_start=True``), drawn from a ``torch.Generator`` seeded with ``seed``.
+    the feasible set (``random_start=True``: every row of every table in its own ``eps`` ball),
+    drawn from a ``torch.Generator`` seeded with ``seed``.
 
     The generator lives in the attack: successive calls draw fresh starts, and two attacks built
     with the same seed give the same sequence of perturbations.
@@ -192,7 +206,7 @@ class PGD(BIM):
 class RandomNoise(Attack):
     """Random perturbation of the norm FGSM's has (APR's adversarial-vs-random comparison): rows of
     L2 norm ``eps`` in a uniform direction (``"l2"``, ``"l2-step-linf-clip"``) or ``eps`` times
-    random signs (``"linf"``).
+    random signs (``"linf"``), per row of each target table.
 
     ``only_touched=True`` restricts the noise to the rows the batch's gradient touches, i.e. the
     rows FGSM would perturb; by default every row is perturbed, as APR's random baseline does.

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .base import seeded
 from .sequential import SequentialRecommender
 
 
@@ -20,8 +21,7 @@ class GRU4Rec(SequentialRecommender):
     def __init__(self, n_users: int, n_items: int, dim: int = 100, max_len: int = 200,
                  dropout: float = 0.2, loss: str = "bce", seed: int = 0) -> None:
         super().__init__(n_users, n_items, dim, max_len, dropout, loss, seed)
-        with torch.random.fork_rng(devices=[]):  # the GRU's weights from the seed, the caller's
-            torch.manual_seed(self.seed)          # global generator left as it was
+        with seeded(self.seed):  # the GRU's weights from the seed, the caller's generator left as it was
             self.gru = nn.GRU(self.dim, self.dim, num_layers=1, batch_first=True)
         self.drop = nn.Dropout(self.dropout_rate)
 

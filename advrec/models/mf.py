@@ -11,7 +11,11 @@ from .base import Batch, Delta, Recommender, check_users
 
 
 class MF(Recommender):
-    """BPR-MF with user factors P and item factors Q, both perturbable ("user", "item")."""
+    """BPR-MF with user factors P and item factors Q, both perturbable ("user", "item").
+
+    An attack of budget ``eps`` bounds every row of every table it targets: ``p_u`` and ``q_i``
+    each move by at most ``eps`` (L2), so with both tables attacked the pair ``(p_u, q_i)``
+    moves by up to ``sqrt(2) * eps`` (``docs/models.md``, "Perturbations")."""
 
     def __init__(self, n_users: int, n_items: int, dim: int = 64, init_std: float = 0.1, seed: int = 0):
         super().__init__()

@@ -1,10 +1,15 @@
 """Most-popular baseline: every user gets the items with the most training interactions."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from .base import Batch, Delta, Recommender, check_users
+
+if TYPE_CHECKING:
+    from ..data.interactions import Interactions
 
 
 class Pop(Recommender):
@@ -18,7 +23,7 @@ class Pop(Recommender):
         self.register_buffer("popularity", torch.zeros(self.n_items))
 
     @classmethod
-    def fit(cls, train) -> "Pop":
+    def fit(cls, train: "Interactions") -> "Pop":
         """Count interactions per item in ``train`` (an ``advrec.data.Interactions``)."""
         model = cls(train.n_users, train.n_items)
         counts = np.bincount(np.asarray(train.item), minlength=train.n_items)

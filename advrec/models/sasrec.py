@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from .base import seeded
 from .sequential import SequentialRecommender
 
 
@@ -45,8 +46,7 @@ class SASRec(SequentialRecommender):
             raise ValueError(f"n_blocks must be a positive int, got {n_blocks!r}")
         self.n_blocks = n_blocks
         self.position = nn.Parameter(torch.randn(self.max_len, self.dim, generator=self._gen) * self.dim ** -0.5)
-        with torch.random.fork_rng(devices=[]):  # nn.Linear draws from the global generator;
-            torch.manual_seed(self.seed)          # seed it here without touching the caller's
+        with seeded(self.seed):  # nn.Linear draws from the global generator: seed it, the caller's left as it was
             self.blocks = nn.ModuleList(_Block(self.dim, self.dropout_rate) for _ in range(n_blocks))
         self.norm = nn.LayerNorm(self.dim, eps=1e-8)
         self.drop = nn.Dropout(self.dropout_rate)

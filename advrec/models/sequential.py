@@ -20,16 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import positive_int
 from ..data.sequences import PAD, check_sequences
-from .base import Batch, Delta, Recommender, check_users
+from .base import NEG_KEY, POS_KEY, SEQ_KEY, Batch, Delta, Recommender, check_users
 
 LOSSES = ("bce", "ce")
-
-
-def _positive_int(value: int, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 class SequentialRecommender(Recommender):
@@ -38,10 +33,10 @@ class SequentialRecommender(Recommender):
     def __init__(self, n_users: int, n_items: int, dim: int, max_len: int, dropout: float,
                  loss: str, seed: int) -> None:
         super().__init__()
-        self.n_users = _positive_int(n_users, "n_users")
-        self.n_items = _positive_int(n_items, "n_items")
-        self.dim = _positive_int(dim, "dim")
-        self.max_len = _positive_int(max_len, "max_len")
+        self.n_users = positive_int(n_users, "n_users")
+        self.n_items = positive_int(n_items, "n_items")
+        self.dim = positive_int(dim, "dim")
+        self.max_len = positive_int(max_len, "max_len")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         if loss not in LOSSES:
@@ -53,7 +48,7 @@ class SequentialRecommender(Recommender):
         self._gen = gen  # subclasses draw their own initial weights from it
 
     # --- histories -------------------------------------------------------------------------
-    def set_histories(self, sequences) -> None:
+    def set_histories(self, sequences: np.ndarray) -> None:
         """The sequence each user id stands for when scoring, ``[n_users, T' <= max_len]``."""
         seqs = check_sequences(sequences, "sequences", self.n_items)
         if seqs.shape[0] != self.n_users or seqs.shape[1] > self.max_len:
@@ -64,7 +59,7 @@ class SequentialRecommender(Recommender):
         self.histories.copy_(torch.from_numpy(full))
 
     @contextlib.contextmanager
-    def using_histories(self, sequences) -> Iterator["SequentialRecommender"]:
+    def using_histories(self, sequences: np.ndarray) -> Iterator["SequentialRecommender"]:
         """Score with other histories (e.g. attacked ones) inside the block, then restore."""
         saved = self.histories.clone()
         self.set_histories(sequences)
@@ -130,8 +125,8 @@ class SequentialRecommender(Recommender):
         "bce" (the paper's eq. 5): one sampled negative per position. "ce": softmax over all
         items at every position (``neg`` unused).
         """
-        states = self.encode(batch["seq"], delta)
-        return self.position_loss(states, batch["pos"], batch.get("neg"), self.item_table(delta))
+        states = self.encode(batch[SEQ_KEY], delta)
+        return self.position_loss(states, batch[POS_KEY], batch.get(NEG_KEY), self.item_table(delta))
 
     def position_loss(self, states: torch.Tensor, pos: torch.Tensor, neg: Optional[torch.Tensor],
                       table: torch.Tensor) -> torch.Tensor:
@@ -147,8 +142,20 @@ class SequentialRecommender(Recommender):
         r_neg = (states * table[neg.clamp(min=0)]).sum(-1)
         return bce_pairs(r_pos, r_neg, valid)
 
+    def score_batch(self, batch: Batch, delta: Delta = None) -> torch.Tensor:
+        """Scores of every position's next item, ``[b, T]`` (0 at padding), ``[b, T, 2]`` with the
+        sampled negatives' in column 1 when the batch has ``neg`` (keys ``seq``, ``pos``, ``neg``)."""
+        states = self.encode(batch[SEQ_KEY], delta)
+        table = self.item_table(delta)
+        pos = (states * table[batch[POS_KEY].clamp(min=0)]).sum(-1)
+        if NEG_KEY in batch:
+            return torch.stack([pos, (states * table[batch[NEG_KEY].clamp(min=0)]).sum(-1)], dim=-1)
+        return pos
+
     def forward(self, batch: Batch, delta: Delta = None) -> torch.Tensor:
-        return self.encode(batch["seq"], delta)
+        """The states of ``encode(batch["seq"], delta)``, as before ``score_batch`` existed (kept
+        for backward compatibility; library code calls ``score_batch`` or ``encode``)."""
+        return self.encode(batch[SEQ_KEY], delta)
 
     def config(self) -> dict:
         return {"n_users": self.n_users, "n_items": self.n_items, "dim": self.dim,

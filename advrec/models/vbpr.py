@@ -17,7 +17,7 @@ through the content path only, as AMR does for its cold-start test items.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, Delta, Recommender, check_users
+
+if TYPE_CHECKING:
+    from ..data.interactions import Interactions
 
 VARIANTS = ("simplified", "full", "content")
 
@@ -101,7 +104,7 @@ class VBPR(Recommender):
     def perturbable(self) -> Dict[str, torch.Tensor]:
         return {"feature": self.features}
 
-    def mark_cold(self, train: Any) -> int:
+    def mark_cold(self, train: "Interactions") -> int:
         """Treat the items without any interaction in ``train`` as cold (content path only);
         returns how many there are."""
         if train.n_items != self.n_items:

@@ -9,13 +9,17 @@ loss, starting from a pretrained BPR-MF (the APR and MSAP protocol).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 import torch
 
 from ..attacks import BIM, FGSM, PGD, Attack
 from ..models.base import Batch, Recommender
+from ..models.capabilities import ClosedFormAMR
 from .trainer import History, Trainer, Validator
+
+if TYPE_CHECKING:
+    from ..data.interactions import Interactions
 
 ATTACKS = {"fgsm": FGSM, "bim": BIM, "pgd": PGD}
 
@@ -43,7 +47,7 @@ class AdversarialRegularizer:
     def model(self) -> Recommender:
         return self.attack.model
 
-    def perturbation(self, batch: Batch) -> dict:
+    def perturbation(self, batch: Batch) -> Dict[str, torch.Tensor]:
         """``delta*`` for ``batch`` at the current parameters, detached from any graph."""
         return {n: d.detach() for n, d in self.attack(batch).items()}
 
@@ -68,9 +72,9 @@ class AMRLoss:
 
     Equal (value and parameter gradients, to float tolerance) to ``AdversarialRegularizer(FGSM(
     model, eps, targets="feature", norm="l2"), lam)``, which stays the reference: a model with
-    the closed form (``model.amr_loss``, VBPR and DUIF) computes it in one forward, sharing the
-    clean margins between the loss and the adversary's gradient; any other model with a
-    perturbable ``"feature"`` goes through the reference.
+    the closed form (the ``ClosedFormAMR`` capability, ``model.amr_loss``: VBPR and DUIF)
+    computes it in one forward, sharing the clean margins between the loss and the adversary's
+    gradient; any other model with a perturbable ``"feature"`` goes through the reference.
     """
 
     def __init__(self, model: Recommender, eps: float, lam: float = 1.0):
@@ -85,9 +89,8 @@ class AMRLoss:
         return self.reference.model
 
     def __call__(self, model: Recommender, batch: Batch) -> torch.Tensor:
-        fast = getattr(model, "amr_loss", None)
-        if fast is not None and model is self.model:
-            loss = fast(batch, self.eps, self.lam)
+        if model is self.model and isinstance(model, ClosedFormAMR):
+            loss = model.amr_loss(batch, self.eps, self.lam)
             if loss is not None:
                 return loss
         return self.reference(model, batch)  # also raises for a model other than the bound one
@@ -96,7 +99,7 @@ class AMRLoss:
         return f"AMRLoss(eps={self.eps}, lam={self.lam})"
 
 
-def train_amf(model: Recommender, train, *, eps: float = 0.5, lam: float = 1.0, epochs: int = 1000,
+def train_amf(model: Recommender, train: "Interactions", *, eps: float = 0.5, lam: float = 1.0, epochs: int = 1000,
               attack: Union[str, Attack] = "fgsm", norm: str = "l2",
               attack_kwargs: Optional[Mapping[str, Any]] = None, validator: Optional[Validator] = None,
               **trainer_kwargs) -> History:
@@ -131,7 +134,7 @@ def train_amf(model: Recommender, train, *, eps: float = 0.5, lam: float = 1.0, 
     return trainer.fit(model, train, validator)
 
 
-def train_amr(model: Recommender, train, *, eps: float = 0.1, lam: float = 1.0, epochs: int = 100,
+def train_amr(model: Recommender, train: "Interactions", *, eps: float = 0.1, lam: float = 1.0, epochs: int = 100,
               optimizer: str = "adagrad", batch_size: int = 512, validator: Optional[Validator] = None,
               **trainer_kwargs) -> History:
     """AMR (Tang et al. 2020): train a pretrained VBPR further with the adversarial regulariser on

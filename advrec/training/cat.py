@@ -23,13 +23,14 @@ Methods: ``adv_linear`` (APR on w and the target/negative embeddings: L_adv2 onl
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
 from ..data.sequences import PAD
 from ..models.base import Batch
-from ..models.sequential import SequentialRecommender, bce_pairs
+from ..models.capabilities import SequenceEncoder
+from ..models.sequential import bce_pairs
 
 METHODS = ("adv_linear", "adv_seq", "adv_global", "adv_cas")
 _LEVELS = {"adv_linear": (False, True), "adv_seq": (True, False), "adv_global": (True, True),
@@ -49,6 +50,10 @@ def _safe_norm(x: torch.Tensor) -> torch.Tensor:
 
 class CascadeAdversarialLoss:
     """``loss_fn(model, batch)`` for ``SequenceTrainer``: see the module docstring.
+
+    The model needs the ``SequenceEncoder`` capability (``advrec.models.capabilities``:
+    ``item_table``, ``sequence_embeddings``, ``encode`` with ``embeddings``, ``position_loss``),
+    which every ``SequentialRecommender`` (SASRec, GRU4Rec) has.
 
     ``scale``: ``[n_users, T]`` factors 1/C indexed by ``batch["user"]`` (required for
     ``adv_cas``, ignored by the others). ``xi``: norm of the random start of L_adv1's gradient.
@@ -73,7 +78,11 @@ class CascadeAdversarialLoss:
         self.first, self.second = _LEVELS[method]
         self.gen = torch.Generator().manual_seed(int(seed))
 
-    def __call__(self, model: SequentialRecommender, batch: Batch) -> torch.Tensor:
+    def __call__(self, model: SequenceEncoder, batch: Batch) -> torch.Tensor:
+        if not isinstance(model, SequenceEncoder):
+            raise TypeError(f"CAT needs a sequential model with the SequenceEncoder capability (item_table, "
+                            f"sequence_embeddings, encode, position_loss; advrec.models.capabilities), e.g. an "
+                            f"advrec.models.SequentialRecommender; {type(model).__name__} lacks it")
         seq, pos, neg = batch["seq"], batch["pos"], batch["neg"]
         mask = seq != PAD
         valid = pos != PAD
@@ -96,7 +105,7 @@ class CascadeAdversarialLoss:
             raise ValueError(f"scale rows have {s.shape[1]} columns, the sequences {mask.shape[1]}")
         return (s * mask).unsqueeze(-1)
 
-    def sequence_perturbation(self, model: SequentialRecommender, batch: Batch, S: torch.Tensor,
+    def sequence_perturbation(self, model: SequenceEncoder, batch: Batch, S: torch.Tensor,
                               states: torch.Tensor, rng: torch.Tensor) -> torch.Tensor:
         """(1/C) ⊙ A for the batch (eq. 7): A = ε·g/‖g‖ per sequence, zero at padding.
 
@@ -123,7 +132,8 @@ class CascadeAdversarialLoss:
         perturbed = model.encode(seq, embeddings=S + delta)
         return (_safe_norm(perturbed - states.detach()) * valid).sum() / valid.sum().clamp(min=1)
 
-    def embedding_perturbations(self, w: torch.Tensor, e_j: torch.Tensor, e_n: torch.Tensor):
+    def embedding_perturbations(self, w: torch.Tensor, e_j: torch.Tensor,
+                                e_n: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(δ_w, δ_j, δ_n) of eq. 9: ε times each one's normalised BCE gradient, in closed form."""
         with torch.no_grad():
             a = 1.0 - torch.sigmoid((w * e_j).sum(-1, keepdim=True))   # -(∂ℓ/∂r_j)

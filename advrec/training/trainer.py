@@ -5,14 +5,18 @@ import copy
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..data.sampling import BPRSampler
-from ..models.base import Batch, Recommender
+from ..models.base import NEG_KEY, POS_KEY, USER_KEY, Batch, Recommender
+from ..models.capabilities import require_l2_penalty
+
+if TYPE_CHECKING:
+    from ..data.interactions import Interactions
 
 LossFn = Callable[[Recommender, Batch], torch.Tensor]
 Validator = Callable[[Recommender], float]
@@ -130,6 +134,12 @@ class Trainer:
     drives early stopping: training stops after ``patience`` epochs without improvement and the
     best weights are restored. Same ``seed``, same numbers.
 
+    What the model needs: ``loss(batch)`` (batches hold ``"user"``, ``"pos"``, ``"neg"``: one
+    BPR triple per training interaction, see ``advrec.models.BATCH_KEYS``), ``n_users`` and
+    ``n_items``; with ``l2 > 0`` also ``l2_penalty(batch)`` (the ``L2Penalty`` capability),
+    unless it overrides ``regularized_loss`` and no ``loss_fn`` is given. A model without it
+    trains with ``l2=0`` (and ``weight_decay`` if it wants regularisation).
+
     ``negative_items``: optional 1-D integer array of the item ids negatives may be drawn from
     (the sampler's ``candidates``; duplicates are ignored). AMR's cold-start protocol needs it:
     cold test items must not be negatives either, or training learns that they exist
@@ -179,7 +189,7 @@ class Trainer:
         self.threads = threads
         self.negative_items: Optional[np.ndarray] = negative_items
 
-    def fit(self, model: Recommender, train, validator: Optional[Validator] = None) -> History:
+    def fit(self, model: Recommender, train: "Interactions", validator: Optional[Validator] = None) -> History:
         """Train ``model`` in place on ``train`` (an ``advrec.data.Interactions``).
 
         With ``threads`` set, torch's intra-op thread count is changed for the fit and restored
@@ -194,10 +204,14 @@ class Trainer:
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _fit(self, model: Recommender, train, validator: Optional[Validator]) -> History:
+    def _fit(self, model: Recommender, train: "Interactions", validator: Optional[Validator]) -> History:
         if train.n_users != model.n_users or train.n_items != model.n_items:
             raise ValueError(f"train has {train.n_users} users x {train.n_items} items but the model "
                              f"was built for {model.n_users} x {model.n_items}")
+        own_regularized = getattr(type(model), "regularized_loss", Recommender.regularized_loss) \
+            is not Recommender.regularized_loss
+        if self.l2 > 0 and (self.loss_fn is not None or not own_regularized):
+            require_l2_penalty(model, f"Trainer(l2={self.l2})")
         if len(train) == 0:
             raise ValueError("train has no interactions")
         if self.negative_items is not None and self.negative_items.max() >= train.n_items:
@@ -223,14 +237,14 @@ class Trainer:
             users, pos, neg = (torch.from_numpy(a).to(self.device) for a in sampler.epoch())
             total, n = 0.0, users.shape[0]
             for s in range(0, n, self.batch_size):
-                batch = {"user": users[s:s + self.batch_size], "pos": pos[s:s + self.batch_size],
-                         "neg": neg[s:s + self.batch_size]}
+                batch = {USER_KEY: users[s:s + self.batch_size], POS_KEY: pos[s:s + self.batch_size],
+                         NEG_KEY: neg[s:s + self.batch_size]}
                 if self.loss_fn is None:
                     loss = model.regularized_loss(batch, self.l2)
                 else:
                     loss = self.loss_fn(model, batch)
                     if self.l2 > 0:
-                        loss = loss + self.l2 * model.l2_penalty(batch)
+                        loss = loss + self.l2 * model.l2_penalty(batch)  # checked before the first epoch
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
