@@ -9,11 +9,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+if TYPE_CHECKING:  # the command imports its experiments lazily, so `advrec --help` stays fast
+    from .models import MF
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import __version__, kernels
+    from . import kernels
+    from ._version import __version__
 
     print(f"advrec {__version__}")
     for key, value in kernels.info().items():
@@ -32,7 +36,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     result = run_baseline(config)
     print(f"\nadvrec demo: {config.dataset}, implicit feedback, leave-one-out by time, full ranking "
           f"(train/valid items masked); data from {result.data_source}")
-    print(format_table(result.rows, ["model", *METRIC_COLUMNS, "train_s"]))
+    table_rows = [r.to_dict() for r in result.rows]
+    print(format_table(table_rows, ["model", *METRIC_COLUMNS, "train_s"]))
     print(f"\nBPR-MF best epoch {result.best_epoch + 1}, trained in {result.train_seconds:.1f} s; "
           f"whole demo {time.perf_counter() - start:.1f} s")
     attack_rows = [] if args.no_attack else _demo_attack(args, result.model)
@@ -43,7 +48,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "demo.json").write_text(json.dumps({**result.to_dict(), "attack": attack_rows, "amr": amr_rows,
                                                    "cat": cat_rows}, indent=2))
-        md = format_table(result.rows, ["model", *METRIC_COLUMNS, "train_s"], markdown=True) + "\n"
+        md = format_table(table_rows, ["model", *METRIC_COLUMNS, "train_s"], markdown=True) + "\n"
         for rows in (attack_rows, amr_rows, cat_rows):
             if rows:
                 md += "\n" + format_table(rows, markdown=True) + "\n"
@@ -52,7 +57,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_attack(args: argparse.Namespace, model) -> list:
+def _demo_attack(args: argparse.Namespace, model: "MF") -> List[Dict[str, object]]:
     """The quick MSAP run on the BPR-MF the demo just trained: AMF, then FGSM/BIM/PGD and random noise."""
     from .experiments.msap import CONDITIONS, MODELS, MSAPConfig, run_msap
     from .report import format_table
@@ -63,18 +68,18 @@ def _demo_attack(args: argparse.Namespace, model) -> list:
     rows = []
     for name in MODELS:
         for cond in CONDITIONS:
-            m = record["models"][name]["conditions"][cond]["metrics"]
+            m = record.models[name].conditions[cond].metrics
             label = f"{cond}-{config.steps}" if cond in ("BIM", "PGD") else cond
             rows.append({"model": name, "perturbation": label, "HR@10": m["HR"], "nDCG@10": m["nDCG"],
                          "ICov@10": int(m["ICov"])})
     print(f"\nUnder attack (MSAP, eps {config.eps} per embedding row, L2; BIM/PGD {config.steps} iterations; "
-          f"AMF = BPR-MF + {record['training']['AMF']['epochs']} epochs of adversarial training):")
+          f"AMF = BPR-MF + {record.training['AMF'].epochs} epochs of adversarial training):")
     print(format_table(rows))
     print(f"attack demo {time.perf_counter() - start:.1f} s; `advrec attack` runs the full experiment")
     return rows
 
 
-def _demo_amr(args: argparse.Namespace) -> list:
+def _demo_amr(args: argparse.Namespace) -> List[Dict[str, object]]:
     """The quick AMR run: VBPR and AMR on the ML-100K text features, clean and under feature
     perturbations (skipped, with the reason, when the ``content`` extra is not installed)."""
     from .data.content import content_extra_available
@@ -92,11 +97,12 @@ def _demo_amr(args: argparse.Namespace) -> list:
     start = time.perf_counter()
     result = run_amr(config)
     record = result.seeds[0]
-    rows = [{"model": name, **{m: record["table2"]["metrics"][name][m] for m in ("HR@10", "nDCG@10")}}
-            for name in ("VBPR", "AMR")]
+    rows: List[Dict[str, object]] = [
+        {"model": name, **{m: record.table2.metrics[name][m] for m in ("HR@10", "nDCG@10")}}
+        for name in ("VBPR", "AMR")]
     print(f"\nVBPR and AMR on ML-100K with text features ({result.features}); random leave-one-out, "
           f"test item against {config.n_negatives} sampled negatives; AMR = VBPR + "
-          f"{record['training']['AMR']['epochs']} epochs of adversarial training (eps {config.amr_eps}):")
+          f"{record.training['AMR'].epochs} epochs of adversarial training (eps {config.amr_eps}):")
     print(format_table(rows))
     print("Relative nDCG@10 drop when every item's features move by eps (L2 per row):")
     drops = table3(result)
@@ -105,7 +111,7 @@ def _demo_amr(args: argparse.Namespace) -> list:
     return rows + drops
 
 
-def _demo_cat(args: argparse.Namespace) -> list:
+def _demo_cat(args: argparse.Namespace) -> List[Dict[str, object]]:
     """The quick CAT run: SASRec trained plainly, then on with cascade-guided adversarial training,
     clean and with the last history item replaced adversarially (seed ``--seed``)."""
     from .experiments.cat import CATConfig, run_cat
@@ -118,15 +124,15 @@ def _demo_cat(args: argparse.Namespace) -> list:
                              progress=None if not args.no_progress else False)
     start = time.perf_counter()
     result = run_cat(config)
-    methods = result.seeds[0]["models"]["SASRec"]["methods"]
-    rows = []
+    methods = result.seeds[0].models["SASRec"].methods
+    rows: List[Dict[str, object]] = []
     for name in ("base", "adv_cas"):
-        rec, last = methods[name], methods[name]["substitution"]["last"]["drop"]
-        rows.append({"model": "SASRec", "training": name, "NDCG@10": rec["test"]["nDCG@10"],
-                     "HT@10": rec["test"]["HR@10"], "NDCG@10 drop, last item replaced": last["nDCG@10"],
+        rec, last = methods[name], methods[name].substitution["last"].drop
+        rows.append({"model": "SASRec", "training": name, "NDCG@10": rec.test["nDCG@10"],
+                     "HT@10": rec.test["HR@10"], "NDCG@10 drop, last item replaced": last["nDCG@10"],
                      "HT@10 drop, last item replaced": last["HR@10"]})
     print(f"\nSASRec on ML-100K, leave-one-out by time, full ranking (T = {config.max_len}), base trained "
-          f"{methods['base']['epochs']} epochs; adv_cas = the base trained on for {methods['adv_cas']['epochs']} epochs "
+          f"{methods['base'].epochs} epochs; adv_cas = the base trained on for {methods['adv_cas'].epochs} epochs "
           f"of cascade-guided adversarial training (eps {config.eps:g}, best validation epoch kept). Drop: relative, "
           "when the last history item is replaced by a similar item chosen adversarially:")
     print(format_table(rows))
@@ -227,7 +233,8 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 
 
 def _cmd_certify(args: argparse.Namespace) -> int:
-    from .experiments.fm_certify import FMCertifyConfig, render_text, run_fm_certify, write_report
+    from .experiments.fm_certify import FMCertifyConfig, run_fm_certify
+    from .experiments.fm_certify_report import render_text, write_report
 
     config = FMCertifyConfig(seed=args.seed, epochs=args.epochs, rt_epochs=args.rt_epochs,
                              node_budget=args.node_budget, progress=None if not args.no_progress else False)

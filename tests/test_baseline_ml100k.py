@@ -11,7 +11,7 @@ from advrec.experiments import BaselineConfig, run_baseline
 @pytest.mark.slow
 def test_bpr_mf_reaches_the_recbole_figures():
     result = run_baseline(BaselineConfig(progress=False))
-    rows = {r["model"]: r for r in result.rows}
+    rows = {r.model: r.to_dict() for r in result.rows}
     mf, pop = rows["BPR-MF"], rows["Pop"]
     assert mf["HR@10"] >= 0.127, rows
     assert mf["nDCG@10"] >= 0.064, rows

@@ -3,6 +3,7 @@ record (the shape ``run_cat`` produces), the acceptance checks both ways, strict
 round-trips, the Markdown and the figures; configuration errors; and tiny end-to-end runs on
 ML-100K whose records must have exactly the hand-built record's shape."""
 import copy
+import dataclasses
 import json
 import math
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from advrec.experiments import cat_report
-from advrec.experiments.cat import CATConfig, CATResult, run_cat
+from advrec.experiments.cat import CATConfig, CATResult, CATSeed, run_cat
+from advrec.experiments.records import Check
 from advrec.report import have_matplotlib
 
 ALL_METHODS = ("adv_linear", "adv_seq", "adv_global", "adv_cas")
@@ -72,7 +74,7 @@ def build_result() -> CATResult:
             rec["seconds"] = float(rng.uniform(50, 60))
             models[model] = rec
         seeds.append({"seed": seed, "models": models})
-    return CATResult(config=cfg, data="hand-built", seeds=seeds, seconds=321.0)
+    return CATResult(config=cfg, data="hand-built", seeds=[CATSeed.from_dict(s) for s in seeds], seconds=321.0)
 
 
 @pytest.fixture
@@ -88,9 +90,9 @@ def _ms(values, digits=4):
 def _get(result, model, method, *path):
     out = []
     for s in result.seeds:
-        x = s["models"][model]["methods"][method]
+        x = s.models[model].methods[method]
         for key in path:
-            x = x[key]
+            x = x[key] if isinstance(x, dict) else getattr(x, key)
         out.append(x)
     return np.asarray(out, dtype=np.float64)
 
@@ -116,15 +118,15 @@ def test_table3_recomputed(result):
 
 def test_table3_keeps_only_the_methods_run_and_ignores_an_undefined_p(result):
     for s in result.seeds:
-        for rec in s["models"].values():
-            del rec["methods"]["adv_seq"], rec["methods"]["adv_linear"]
-    result.seeds[1]["models"]["SASRec"]["methods"]["adv_cas"]["p_vs_base"]["nDCG@10"] = float("nan")
+        for rec in s.models.values():
+            del rec.methods["adv_seq"], rec.methods["adv_linear"]
+    result.seeds[1].models["SASRec"].methods["adv_cas"].p_vs_base["nDCG@10"] = float("nan")
     rows = cat_report.table3(result)
     assert [r["method"] for r in rows] == ["base", "continued", "adv_global", "adv_cas"] * 2
-    p0 = result.seeds[0]["models"]["SASRec"]["methods"]["adv_cas"]["p_vs_base"]["nDCG@10"]
+    p0 = result.seeds[0].models["SASRec"].methods["adv_cas"].p_vs_base["nDCG@10"]
     assert rows[3]["p vs base (NDCG@10)"] == f"{p0:.1e}"   # the NaN seed is skipped
     for s in result.seeds:
-        s["models"]["SASRec"]["methods"]["adv_cas"]["p_vs_base"]["nDCG@10"] = float("nan")
+        s.models["SASRec"].methods["adv_cas"].p_vs_base["nDCG@10"] = float("nan")
     assert cat_report.table3(result)[3]["p vs base (NDCG@10)"] == "nan"
 
 
@@ -135,9 +137,9 @@ def test_table4_recomputed(result):
     base = _get(result, "SASRec", "base", "test", "nDCG@10")
     for row, label in zip(rows[1:3], ("adv_cas_1", "adv_cas_2")):
         for key, name in (("nDCG@10", "NDCG@10"), ("HR@10", "HT@10")):
-            values = [s["models"]["SASRec"]["components"][label]["test"][key] for s in result.seeds]
+            values = [s.models["SASRec"].components[label].test[key] for s in result.seeds]
             assert row[name] == _ms(values)
-        nd = np.mean([s["models"]["SASRec"]["components"][label]["test"]["nDCG@10"] for s in result.seeds])
+        nd = np.mean([s.models["SASRec"].components[label].test["nDCG@10"] for s in result.seeds])
         assert row["NDCG@10 vs. base"] == f"{100 * (nd - base.mean()) / base.mean():.2f}%"
     assert rows[3]["NDCG@10"] == _ms(_get(result, "SASRec", "adv_cas", "test", "nDCG@10"))
     assert rows[0]["NDCG@10"] == _ms(base) and rows[0]["NDCG@10 vs. base"] == "-"
@@ -148,26 +150,26 @@ def test_sweep_table_uses_the_sweep_seeds_only(result):
     assert [(r["model"], r["eps"]) for r in rows] == [(m, e) for m in ("SASRec", "GRU4Rec")
                                                       for e in ("1", "10 (Table 3)", "20")]
     assert all(r["seeds"] == "0" for r in rows)
-    s0 = result.seeds[0]["models"]
+    s0 = result.seeds[0].models
     for row in rows:
         rec = s0[row["model"]]
-        entry = {"1": rec["sweep"]["1.0"], "20": rec["sweep"]["20.0"]}.get(row["eps"], rec["methods"]["adv_cas"])
-        assert row["NDCG@10"] == f"{entry['test']['nDCG@10']:.4f}"   # one seed: no std
-        assert row["HT@10"] == f"{entry['test']['HR@10']:.4f}"
-        base = rec["methods"]["base"]["test"]["nDCG@10"]        # seed 0's base, not both seeds'
-        assert row["NDCG@10 vs. base"] == f"{100 * (entry['test']['nDCG@10'] - base) / base:.2f}%"
+        entry = {"1": rec.sweep["1.0"], "20": rec.sweep["20.0"]}.get(row["eps"], rec.methods["adv_cas"])
+        assert row["NDCG@10"] == f"{entry.test['nDCG@10']:.4f}"   # one seed: no std
+        assert row["HT@10"] == f"{entry.test['HR@10']:.4f}"
+        base = rec.methods["base"].test["nDCG@10"]        # seed 0's base, not both seeds'
+        assert row["NDCG@10 vs. base"] == f"{100 * (entry.test['nDCG@10'] - base) / base:.2f}%"
 
 
 def test_sweep_table_without_a_sweep_and_with_the_main_eps_swept(result):
     sw = cat_report.sweep(result, "SASRec")
     assert sw.seeds == [0] and sw.eps == [1.0, 10.0, 20.0] and sw.metrics["nDCG@10"].shape == (1, 3)
-    result.seeds[0]["models"]["SASRec"]["sweep"]["10.0"] = result.seeds[0]["models"]["SASRec"]["sweep"]["1.0"]
+    result.seeds[0].models["SASRec"].sweep["10.0"] = result.seeds[0].models["SASRec"].sweep["1.0"]
     assert cat_report.sweep(result, "SASRec").eps == [1.0, 10.0, 20.0]   # Table 3's run counts once
     assert cat_report.sweep(result, "SASRec").metrics["nDCG@10"][0, 1] == \
-        result.seeds[0]["models"]["SASRec"]["methods"]["adv_cas"]["test"]["nDCG@10"]
+        result.seeds[0].models["SASRec"].methods["adv_cas"].test["nDCG@10"]
     for s in result.seeds:
-        for rec in s["models"].values():
-            rec.pop("sweep", None)
+        for name, rec in s.models.items():
+            s.models[name] = dataclasses.replace(rec, sweep=None)
     assert cat_report.sweep(result, "SASRec") is None and cat_report.sweep_table(result) == []
 
 
@@ -203,7 +205,7 @@ def test_timing_table_recomputed(result):
 def test_acceptance_holds_on_the_fixture(result):
     checks = cat_report.acceptance(result)
     assert len(checks) == 3 * 2
-    assert all(isinstance(c, tuple) and len(c) == 3 for c in checks)
+    assert all(isinstance(c, Check) and c.target == "" for c in checks)   # name, passed, detail
     assert all(c.passed is True for c in checks), checks
     cas = _get(result, "SASRec", "adv_cas", "test", "nDCG@10").mean()
     base = _get(result, "SASRec", "base", "test", "nDCG@10").mean()
@@ -216,32 +218,32 @@ def test_acceptance_fails_each_check_on_its_own(result):
 
     worse = copy.deepcopy(result)                       # 1: GRU4Rec's adv_cas below base on NDCG@10
     for s in worse.seeds:
-        m = s["models"]["GRU4Rec"]["methods"]
-        m["adv_cas"]["test"]["nDCG@10"] = m["base"]["test"]["nDCG@10"] * 0.9
+        m = s.models["GRU4Rec"].methods
+        m["adv_cas"].test["nDCG@10"] = m["base"].test["nDCG@10"] * 0.9
     assert names_failed(worse) == ["GRU4Rec: adv_cas NDCG@10 >= base"]
 
     first = copy.deepcopy(result)                       # 2: SASRec's base hurt more by the first item
     for s in first.seeds:
-        sub = s["models"]["SASRec"]["methods"]["base"]["substitution"]
-        sub["first"]["drop"]["nDCG@10"] = sub["last"]["drop"]["nDCG@10"] + 0.01
+        sub = s.models["SASRec"].methods["base"].substitution
+        sub["first"].drop["nDCG@10"] = sub["last"].drop["nDCG@10"] + 0.01
     assert names_failed(first) == ["SASRec: base loses more NDCG@10 to the last item replaced than to the first"]
 
     fragile = copy.deepcopy(result)                     # 3: SASRec's adv_cas loses as much as base
     for s in fragile.seeds:
-        m = s["models"]["SASRec"]["methods"]
-        m["adv_cas"]["substitution"]["last"]["drop"]["nDCG@10"] = m["base"]["substitution"]["last"]["drop"]["nDCG@10"]
+        m = s.models["SASRec"].methods
+        m["adv_cas"].substitution["last"].drop["nDCG@10"] = m["base"].substitution["last"].drop["nDCG@10"]
     assert names_failed(fragile) == ["SASRec: adv_cas loses less NDCG@10 than base to the last item replaced"]
 
     nan = copy.deepcopy(result)                         # an undefined drop never passes
     for s in nan.seeds:
-        s["models"]["SASRec"]["methods"]["adv_cas"]["substitution"]["last"]["drop"]["nDCG@10"] = float("nan")
+        s.models["SASRec"].methods["adv_cas"].substitution["last"].drop["nDCG@10"] = float("nan")
     assert names_failed(nan) == ["SASRec: adv_cas loses less NDCG@10 than base to the last item replaced"]
 
 
 def test_acceptance_without_adv_cas_checks_only_the_base(result):
     for s in result.seeds:
-        for rec in s["models"].values():
-            del rec["methods"]["adv_cas"]
+        for rec in s.models.values():
+            del rec.methods["adv_cas"]
     checks = cat_report.acceptance(result)
     assert [c.name.split(":")[0] for c in checks] == ["SASRec", "GRU4Rec"]
     assert all("first" in c.name for c in checks)
@@ -250,8 +252,8 @@ def test_acceptance_without_adv_cas_checks_only_the_base(result):
 # ----------------------------------------------------------------------------- files
 
 def test_report_files_strict_json_round_trip(result, tmp_path):
-    result.seeds[0]["models"]["GRU4Rec"]["methods"]["adv_seq"]["p_vs_base"]["HR@10"] = float("nan")
-    result.seeds[1]["models"]["SASRec"]["seconds"] = float("inf")
+    result.seeds[0].models["GRU4Rec"].methods["adv_seq"].p_vs_base["HR@10"] = float("nan")
+    result.seeds[1].models["SASRec"] = dataclasses.replace(result.seeds[1].models["SASRec"], seconds=float("inf"))
     files = cat_report.write_report(result, tmp_path)
     assert tmp_path / "cat.json" in files and tmp_path / "cat.md" in files
 
@@ -264,8 +266,8 @@ def test_report_files_strict_json_round_trip(result, tmp_path):
     assert [c["passed"] for c in payload["acceptance"]] == [c.passed for c in cat_report.acceptance(result)]
     assert payload["seeds"][1]["models"]["SASRec"]["seconds"] == "inf"
     back = cat_report.result_from_json(payload)
-    assert back.config == result.config and back.seeds[1]["models"]["SASRec"]["seconds"] == float("inf")
-    assert math.isnan(back.seeds[0]["models"]["GRU4Rec"]["methods"]["adv_seq"]["p_vs_base"]["HR@10"])
+    assert back.config == result.config and back.seeds[1].models["SASRec"].seconds == float("inf")
+    assert math.isnan(back.seeds[0].models["GRU4Rec"].methods["adv_seq"].p_vs_base["HR@10"])
     assert cat_report.render_markdown(back) == cat_report.render_markdown(result)
     with pytest.raises(ValueError, match="payload"):
         cat_report.result_from_json({"seeds": []})
@@ -343,40 +345,40 @@ def tiny_result():
 
 
 def test_tiny_run_has_the_fixtures_shape(tiny_result):
-    real = tiny_result.seeds[0]["models"]
-    hand = build_result().seeds[0]["models"]
-    assert set(real) == {"SASRec", "GRU4Rec"} and set(real["SASRec"]) == {"methods", "components", "seconds"}
-    assert set(real["GRU4Rec"]) == {"methods", "sweep", "seconds"} and set(real["GRU4Rec"]["sweep"]) == {"1.0"}
+    real = tiny_result.seeds[0].models
+    hand = build_result().seeds[0].models
+    assert set(real) == {"SASRec", "GRU4Rec"} and set(real["SASRec"].to_dict()) == {"methods", "components", "seconds"}
+    assert set(real["GRU4Rec"].to_dict()) == {"methods", "sweep", "seconds"} and set(real["GRU4Rec"].sweep) == {"1.0"}
     for model in real:
-        assert set(real[model]["methods"]) == {"base", "continued", "adv_cas"}
+        assert set(real[model].methods) == {"base", "continued", "adv_cas"}
         for method in ("base", "continued", "adv_cas"):
-            got, want = real[model]["methods"][method], hand[model]["methods"][method]
+            got, want = real[model].methods[method].to_dict(), hand[model].methods[method].to_dict()
             want = {**want, "substitution": {k: v for k, v in want["substitution"].items() if k != "last_3"}}
             assert _shape(got) == _shape(want), (model, method)
-    assert _shape(real["SASRec"]["components"]) == _shape(hand["SASRec"]["components"])
-    assert _shape(real["GRU4Rec"]["sweep"]["1.0"]) == _shape(hand["GRU4Rec"]["sweep"]["1.0"])
+    assert _shape(real["SASRec"].to_dict()["components"]) == _shape(hand["SASRec"].to_dict()["components"])
+    assert _shape(real["GRU4Rec"].sweep["1.0"].to_dict()) == _shape(hand["GRU4Rec"].sweep["1.0"].to_dict())
 
 
 def test_tiny_run_numbers_are_consistent(tiny_result):
     cfg = tiny_result.config
-    for model, rec in tiny_result.seeds[0]["models"].items():
-        for method, entry in rec["methods"].items():
-            test = entry["test"]
+    for model, rec in tiny_result.seeds[0].models.items():
+        for method, entry in rec.methods.items():
+            test = entry.test
             assert 0 <= test["nDCG@10"] <= test["HR@10"] <= 1
-            assert entry["epochs"] == (cfg.epochs if method == "base" else cfg.adv_epochs)
-            assert [e for e, _ in entry["curve"]] == list(range(1, entry["epochs"] + 1))   # validated every epoch
-            assert entry["valid"] == max(v for _, v in entry["curve"])
-            assert entry["curve"][entry["best_epoch"]][1] == entry["valid"]
-            assert entry["seconds_per_epoch"] > 0
-            sub = entry["substitution"]
+            assert entry.epochs == (cfg.epochs if method == "base" else cfg.adv_epochs)
+            assert [e for e, _ in entry.curve] == list(range(1, entry.epochs + 1))   # validated every epoch
+            assert entry.valid == max(v for _, v in entry.curve)
+            assert entry.curve[entry.best_epoch][1] == entry.valid
+            assert entry.seconds_per_epoch > 0
+            sub = entry.substitution
             assert sub["last_1"] is sub["last"]
             for where in ("first", "middle", "last", "last_2"):
-                assert 0 < sub[where]["n_replaced"] <= 943 * (2 if where == "last_2" else 1)
-                for m, v in sub[where]["metrics"].items():
+                assert 0 < sub[where].n_replaced <= 943 * (2 if where == "last_2" else 1)
+                for m, v in sub[where].metrics.items():
                     expected = (test[m] - v) / test[m] if test[m] > 0 else float("nan")
-                    np.testing.assert_allclose(sub[where]["drop"][m], expected)
+                    np.testing.assert_allclose(sub[where].drop[m], expected)
             if method != "base":
-                assert all(0 <= p <= 1 for p in entry["p_vs_base"].values() if not math.isnan(p))
+                assert all(0 <= p <= 1 for p in entry.p_vs_base.values() if not math.isnan(p))
 
 
 def test_tiny_run_report(tiny_result, tmp_path):
@@ -400,7 +402,7 @@ def test_continued_is_the_base_trained_on_with_the_plain_loss():
 
     cfg = tiny(models=("SASRec",), component_models=(), sweep_eps=(), last_k=(1,), epochs=2, adv_epochs=2,
                methods=(), threads=1)
-    got = run_cat(cfg).seeds[0]["models"]["SASRec"]["methods"]["continued"]
+    got = run_cat(cfg).seeds[0].models["SASRec"].methods["continued"]
     data = load_data(cfg)
 
     def valid(model):
@@ -425,9 +427,9 @@ def test_continued_is_the_base_trained_on_with_the_plain_loss():
                             progress=False, auc=False).summary()
     finally:
         torch.set_num_threads(previous)
-    assert got["curve"] == [(i + 1, v) for i, v in enumerate(history.metric)]
-    assert got["test"] == {m: float(test[m]) for m in ("nDCG@10", "HR@10")}
-    assert "p_vs_base" in got and "substitution" in got
+    assert got.curve == [(i + 1, v) for i, v in enumerate(history.metric)]
+    assert got.test == {m: float(test[m]) for m in ("nDCG@10", "HR@10")}
+    assert got.p_vs_base is not None and got.substitution is not None
 
 
 def test_same_seed_same_numbers():
@@ -435,8 +437,9 @@ def test_same_seed_same_numbers():
     a, b = run_cat(tiny(**cfg)).seeds[0], run_cat(tiny(**cfg)).seeds[0]
 
     def numbers(rec):
-        methods = rec["models"]["SASRec"]["methods"]
-        return json.dumps({m: {k: v for k, v in e.items() if k != "seconds_per_epoch"} for m, e in methods.items()},
+        methods = rec.models["SASRec"].methods
+        return json.dumps({m: {k: v for k, v in e.to_dict().items() if k != "seconds_per_epoch"}
+                           for m, e in methods.items()},
                           sort_keys=True)
 
     assert numbers(a) == numbers(b)

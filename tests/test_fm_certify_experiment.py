@@ -6,7 +6,8 @@ import json
 import pytest
 
 from advrec.cli import main
-from advrec.experiments.fm_certify import FMCertifyConfig, render_text, run_fm_certify, write_report
+from advrec.experiments.fm_certify import FMCertifyConfig, run_fm_certify
+from advrec.experiments.fm_certify_report import render_text, write_report
 
 
 @pytest.fixture(scope="module")
@@ -18,22 +19,22 @@ def small_run():
 
 def test_tables_have_every_model_method_and_budget(small_run):
     result, models = small_run
-    assert [r["model"] for r in result.table] == ["FM", "RFM-1", "FM-RT-2"] == list(models)
+    assert [r.model for r in result.table] == ["FM", "RFM-1", "FM-RT-2"] == list(models)
     for row in result.table:
-        assert 50 < row["accuracy"] < 100
-        assert 0 <= row["avg-max q (paper)"] <= row["avg-max q (best)"] <= 4
+        assert 50 < row.accuracy < 100
+        assert 0 <= row.avg_max_q["paper"] <= row.avg_max_q["best"] <= 4
     for model in models:
         for method in ("paper", "joint", "best"):
             for q in (1, 2):
-                r = next(s for s in result.shares if (s["model"], s["method"], s["q"]) == (model, method, q))
-                assert r["robust"] + r["non-robust"] + r["unknown"] == pytest.approx(1.0)
+                r = next(s for s in result.shares if (s.model, s.method, s.q) == (model, method, q))
+                assert r.robust + r.non_robust + r.unknown == pytest.approx(1.0)
     # exact only where configured, and it never leaves more unknowns than best
-    assert {s["model"] for s in result.shares if s["method"] == "exact"} == {"FM"}
+    assert {s.model for s in result.shares if s.method == "exact"} == {"FM"}
     for q in (1, 2):
         assert result.unknown_share("FM", "exact", q) <= result.unknown_share("FM", "best", q)
         assert result.unknown_share("FM", "best", q) <= result.unknown_share("FM", "paper", q)
     for a in result.attacks:
-        assert 0 <= a["random"] <= 1 and 0 <= a["greedy"] <= 1
+        assert 0 <= a.random <= 1 and 0 <= a.greedy <= 1
 
 
 def test_report_files(small_run, tmp_path):

@@ -25,7 +25,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from ..evaluation import case_ranks, evaluate, sampled_cases, validator
 from ..models import DUIF, MF, VBPR, Pop
 from ..training import Trainer, fit_eals, train_amr
 from .inputs import implicit_interactions
+from .records import TrainingRecord, config_from_dict, number, numbers
 
 #: Table 2 rows, in the paper's order.
 MODELS = ("Pop", "MF", "MF-eALS", "DUIF", "VBPR", "AMR")
@@ -137,7 +138,125 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-@dataclass
+@dataclass(frozen=True)
+class AccuracyTable:
+    """Table 2 on one split: each model's HR/nDCG at every k, AMR's paired t-test against each
+    other model (model -> metric -> {"t", "p"}) and, on the cold-item split, each model's metrics
+    on cold and warm test cases (model -> "cold"/"warm" -> metric, with ``n_users``)."""
+
+    metrics: Dict[str, Dict[str, float]]
+    ttest: Dict[str, Dict[str, Dict[str, float]]]
+    by_case: Optional[Dict[str, Dict[str, Dict[str, float]]]] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"metrics": self.metrics, "ttest": self.ttest}
+        if self.by_case is not None:
+            out["by_case"] = self.by_case
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AccuracyTable":
+        return cls(d["metrics"], d["ttest"], d.get("by_case"))
+
+
+@dataclass(frozen=True)
+class PerturbedModel:
+    """Table 3, its sweep and Figure 5 for one model: clean @10 metrics, the metrics under each
+    perturbation (kind -> metric -> one value per eps) and the per-case rank changes at
+    ``rank_eps`` (kind -> changes)."""
+
+    clean: Dict[str, float]
+    perturbed: Dict[str, Dict[str, List[float]]]
+    rank_change: Dict[str, List[float]]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"clean": self.clean, **self.perturbed, "rank_change": self.rank_change}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PerturbedModel":
+        return cls(d["clean"], {k: v for k, v in d.items() if k not in ("clean", "rank_change")}, d["rank_change"])
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """Every eps measured (sorted) and, per robust model, its ``PerturbedModel``."""
+
+    eps: List[float]
+    models: Dict[str, PerturbedModel]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"eps": self.eps, **{k: m.to_dict() for k, m in self.models.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Robustness":
+        return cls(d["eps"], {k: PerturbedModel.from_dict(v) for k, v in d.items() if k != "eps"})
+
+
+@dataclass(frozen=True)
+class TrainingCurves:
+    """Figure 3: the epochs measured and, per model trained on, test metric -> values."""
+
+    epoch: List[int]
+    models: Dict[str, Dict[str, List[float]]]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"epoch": self.epoch, **self.models}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainingCurves":
+        return cls(d["epoch"], {k: v for k, v in d.items() if k != "epoch"})
+
+
+@dataclass(frozen=True)
+class ColdSplitRecord:
+    """The cold-item split: its sizes, how each model trained on it, and its Table 2 with the
+    cold / warm breakdown."""
+
+    split: Dict[str, int]
+    training: Dict[str, TrainingRecord]
+    table: AccuracyTable
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"split": self.split, "training": {k: t.to_dict() for k, t in self.training.items()},
+                **self.table.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ColdSplitRecord":
+        return cls(d["split"], {k: TrainingRecord.from_dict(t) for k, t in d["training"].items()},
+                   AccuracyTable.from_dict(d))
+
+
+@dataclass(frozen=True)
+class AMRSeed:
+    """Everything one seed measured."""
+
+    seed: int
+    split: Dict[str, int]
+    training: Dict[str, TrainingRecord]
+    table2: AccuracyTable
+    robustness: Robustness
+    curves: Optional[TrainingCurves] = None
+    cold: Optional[ColdSplitRecord] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"seed": self.seed, "split": self.split,
+                               "training": {k: t.to_dict() for k, t in self.training.items()},
+                               "table2": self.table2.to_dict(), "robustness": self.robustness.to_dict()}
+        if self.curves is not None:
+            out["curves"] = self.curves.to_dict()
+        if self.cold is not None:
+            out["cold"] = self.cold.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AMRSeed":
+        return cls(d["seed"], d["split"], {k: TrainingRecord.from_dict(t) for k, t in d["training"].items()},
+                   AccuracyTable.from_dict(d["table2"]), Robustness.from_dict(d["robustness"]),
+                   TrainingCurves.from_dict(d["curves"]) if "curves" in d else None,
+                   ColdSplitRecord.from_dict(d["cold"]) if "cold" in d else None)
+
+
+@dataclass(frozen=True)
 class AMRResult:
     """Per-seed records (plain numbers, JSON-ready) and the run's context; ``amr_report``
     aggregates them over seeds into the tables and figures."""
@@ -145,12 +264,19 @@ class AMRResult:
     config: AMRConfig
     data: str = ""
     features: str = ""
-    seeds: List[Dict[str, Any]] = field(default_factory=list)
+    seeds: List[AMRSeed] = field(default_factory=list)
     seconds: float = float("nan")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {"config": asdict(self.config), "data": self.data, "features": self.features,
-                "seeds": self.seeds, "seconds": self.seconds}
+                "seeds": [s.to_dict() for s in self.seeds], "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AMRResult":
+        """From a loaded amr.json (strict JSON: null back to NaN, "inf" to infinity)."""
+        return cls(config=config_from_dict(AMRConfig, d["config"]), data=d.get("data", ""),
+                   features=d.get("features", ""), seeds=[AMRSeed.from_dict(numbers(s)) for s in d["seeds"]],
+                   seconds=number(d.get("seconds")))
 
 
 # ----------------------------------------------------------------------------- data
@@ -206,15 +332,15 @@ def _trainer(config: AMRConfig, seed: int, **overrides: Any) -> Dict[str, Any]:
     return kwargs
 
 
-def _fit(model, view: SplitView, config: AMRConfig, seed: int) -> Dict[str, Any]:
+def _fit(model, view: SplitView, config: AMRConfig, seed: int) -> TrainingRecord:
     start = time.perf_counter()
     history = Trainer(negative_items=view.warm, **_trainer(config, seed)).fit(
         model, view.train, validator(view.valid, exclude=view.train, metric=config.valid_metric))
-    return {"epochs": history.epochs, "best_epoch": history.best_epoch + 1, "seconds": time.perf_counter() - start}
+    return TrainingRecord(history.epochs, history.best_epoch + 1, time.perf_counter() - start)
 
 
 def _fit_amr(vbpr: VBPR, view: SplitView, config: AMRConfig, seed: int, **overrides: Any
-             ) -> Tuple[VBPR, Dict[str, Any]]:
+             ) -> Tuple[VBPR, TrainingRecord]:
     amr = copy.deepcopy(vbpr)
     start = time.perf_counter()
     kwargs = _trainer(config, seed, epochs=config.amr_epochs, patience=config.amr_patience)
@@ -222,8 +348,7 @@ def _fit_amr(vbpr: VBPR, view: SplitView, config: AMRConfig, seed: int, **overri
     valid = kwargs.pop("validator", validator(view.valid, exclude=view.train, metric=config.valid_metric))
     history = train_amr(amr, view.train, eps=config.amr_eps, lam=config.amr_lam, validator=valid,
                         negative_items=view.warm, **kwargs)
-    return amr, {"epochs": history.epochs, "best_epoch": history.best_epoch + 1,
-                 "seconds": time.perf_counter() - start}
+    return amr, TrainingRecord(history.epochs, history.best_epoch + 1, time.perf_counter() - start)
 
 
 def _zero_cold(mf: MF, warm: np.ndarray) -> None:
@@ -235,13 +360,14 @@ def _zero_cold(mf: MF, warm: np.ndarray) -> None:
         mf.item_factors[torch.from_numpy(cold)] = 0.0
 
 
-def train_models(view: SplitView, features: np.ndarray, config: AMRConfig, seed: int) -> Tuple[Dict[str, Any], Dict]:
+def train_models(view: SplitView, features: np.ndarray, config: AMRConfig, seed: int
+                 ) -> Tuple[Dict[str, Any], Dict[str, TrainingRecord]]:
     """Every model of Table 2 trained on ``view``: (name -> model, name -> training record)."""
     n_users, n_items = view.train.n_users, view.train.n_items
     models: Dict[str, Any] = {}
-    records: Dict[str, Any] = {}
+    records: Dict[str, TrainingRecord] = {}
     if config.baselines:
-        models["Pop"], records["Pop"] = Pop.fit(view.train), {"seconds": 0.0}
+        models["Pop"], records["Pop"] = Pop.fit(view.train), TrainingRecord(seconds=0.0)
         mf = MF(n_users, n_items, dim=config.dim, init_std=config.init_std, seed=seed)
         records["MF"] = _fit(mf, view, config, seed)
         _zero_cold(mf, view.warm)
@@ -249,8 +375,8 @@ def train_models(view: SplitView, features: np.ndarray, config: AMRConfig, seed:
         start = time.perf_counter()
         eals = fit_eals(view.train, config.dim, epochs=config.eals_epochs, seed=seed, progress=config.progress)
         _zero_cold(eals, view.warm)
-        models["MF-eALS"], records["MF-eALS"] = eals, {"epochs": config.eals_epochs,
-                                                       "seconds": time.perf_counter() - start}
+        models["MF-eALS"], records["MF-eALS"] = eals, TrainingRecord(epochs=config.eals_epochs,
+                                                                     seconds=time.perf_counter() - start)
     for name, cls in ((("DUIF", DUIF),) if config.baselines else ()) + (("VBPR", VBPR),):
         model = cls(n_users, n_items, features, dim=config.dim, init_std=config.init_std, seed=seed)
         model.mark_cold(view.train)
@@ -276,23 +402,25 @@ def _summary(result, ks) -> Dict[str, float]:
 
 
 def accuracy_table(models: Dict[str, Any], view: SplitView, config: AMRConfig, seed: int,
-                   cold_users: Optional[np.ndarray] = None) -> Dict[str, Any]:
+                   cold_users: Optional[np.ndarray] = None) -> AccuracyTable:
     """Table 2 for one seed: each model's metrics, AMR's paired t-test against each baseline and,
     with ``cold_users`` (a user-indexed bool mask), the metrics on cold and warm test cases."""
     results = {name: _evaluate(model, view, config, seed) for name, model in models.items()}
-    out: Dict[str, Any] = {"metrics": {n: _summary(r, config.k) for n, r in results.items()}, "ttest": {}}
+    metrics = {n: _summary(r, config.k) for n, r in results.items()}
+    ttest: Dict[str, Dict[str, Dict[str, float]]] = {}
     for name, res in results.items():
         if name != "AMR":
-            out["ttest"][name] = {m: {"t": t, "p": p} for m, (t, p) in results["AMR"].compare(res).items()
-                                  if m.split("@")[0] in ("HR", "nDCG")}
+            ttest[name] = {m: {"t": t, "p": p} for m, (t, p) in results["AMR"].compare(res).items()
+                           if m.split("@")[0] in ("HR", "nDCG")}
+    by_case: Optional[Dict[str, Dict[str, Dict[str, float]]]] = None
     if cold_users is not None:
-        out["by_case"] = {}
+        by_case = {}
         for name, res in results.items():
             groups = res.by_group(cold_users.astype(np.int64))
-            out["by_case"][name] = {("cold" if g == 1 else "warm"): {**{m: float(v[m]) for m in _summary(res, config.k)},
-                                                                      "n_users": int(v["n_users"])}
-                                    for g, v in groups.items()}
-    return out
+            by_case[name] = {("cold" if g == 1 else "warm"): {**{m: float(v[m]) for m in _summary(res, config.k)},
+                                                               "n_users": int(v["n_users"])}
+                             for g, v in groups.items()}
+    return AccuracyTable(metrics, ttest, by_case)
 
 
 def attack_batch(train, warm: np.ndarray, seed: int) -> Dict[str, torch.Tensor]:
@@ -310,13 +438,13 @@ def _perturbations(model, batch, eps: float, seed: int) -> Dict[str, Dict[str, t
 
 
 def robustness(models: Dict[str, Any], view: SplitView, config: AMRConfig, seed: int,
-               bar: Callable[[], None]) -> Dict[str, Any]:
+               bar: Callable[[], None]) -> Robustness:
     """Table 3, its sweep and Figure 5 for VBPR and AMR: nDCG@10 and HR@10 under adversarial and
     random feature perturbations at every eps, and per-case rank changes at ``rank_eps``."""
     batch = attack_batch(view.train, view.warm, seed)
     cases = sampled_cases(view.test, exclude=view.exclude, n_negatives=config.n_negatives, seed=seed)
     eps_all = sorted(set(config.robust_eps) | set(config.sweep_eps) | {config.rank_eps})
-    out: Dict[str, Any] = {"eps": eps_all}
+    out: Dict[str, PerturbedModel] = {}
     for name in ROBUST_MODELS:
         model = models[name]
         clean = _summary(_evaluate(model, view, config, seed), (10,))
@@ -334,11 +462,11 @@ def robustness(models: Dict[str, Any], view: SplitView, config: AMRConfig, seed:
                     g, e = case_ranks(model, cases, delta)
                     record["rank_change"][kind] = (g + 0.5 * e - rank0).tolist()
             bar()
-        out[name] = record
-    return out
+        out[name] = PerturbedModel(record["clean"], {p: record[p] for p in PERTURBATIONS}, record["rank_change"])
+    return Robustness(eps_all, out)
 
 
-def training_curves(vbpr: VBPR, view: SplitView, config: AMRConfig, seed: int) -> Dict[str, Any]:
+def training_curves(vbpr: VBPR, view: SplitView, config: AMRConfig, seed: int) -> TrainingCurves:
     """Figure 3: test HR@10 and nDCG@10 every ``curve_every`` epochs while a copy of the trained
     VBPR is trained on plainly and another as AMR, with no early stopping, from one checkpoint."""
     out: Dict[str, Any] = {"epoch": [0]}
@@ -363,8 +491,7 @@ def training_curves(vbpr: VBPR, view: SplitView, config: AMRConfig, seed: int) -
     epochs_amr: List[int] = [0]
     _fit_amr(vbpr, view, config, seed + 1, epochs=config.curve_epochs, patience=None,
              eval_every=config.curve_every, validator=recorder("AMR", epochs_amr))
-    out["epoch"] = epochs_vbpr
-    return out
+    return TrainingCurves(epochs_vbpr, {name: out[name] for name in ROBUST_MODELS})
 
 
 # ----------------------------------------------------------------------------- one seed
@@ -375,26 +502,22 @@ def _bar(total: int, desc: str, show: bool):
     return tqdm(total=total, desc=desc, disable=not show, leave=False, file=sys.stderr)
 
 
-def _run_seed(data: AMRData, config: AMRConfig, seed: int, show: bool) -> Dict[str, Any]:
-    record: Dict[str, Any] = {"seed": seed}
+def _run_seed(data: AMRData, config: AMRConfig, seed: int, show: bool) -> AMRSeed:
     split = D.leave_one_out(data.inter, order="random", validation=True, seed=seed)
     view = SplitView.of(split)
     n_cold = int(np.count_nonzero(np.isin(view.test.item, view.warm, invert=True)))
-    record["split"] = {"train": len(view.train), "valid": len(view.valid), "test": len(view.test),
-                       "cold_test_cases": n_cold}
-    models, record["training"] = train_models(view, data.features, config, seed)
-    record["table2"] = accuracy_table(models, view, config, seed)
+    sizes = {"train": len(view.train), "valid": len(view.valid), "test": len(view.test), "cold_test_cases": n_cold}
+    models, training = train_models(view, data.features, config, seed)
+    table2 = accuracy_table(models, view, config, seed)
     eps_count = len(set(config.robust_eps) | set(config.sweep_eps) | {config.rank_eps})
     with _bar(eps_count * len(ROBUST_MODELS), f"seed {seed} perturbations", show) as bar:
-        record["robustness"] = robustness(models, view, config, seed, lambda: bar.update(1))
-    if config.curve_epochs:
-        record["curves"] = training_curves(models["VBPR"], view, config, seed)
-    if config.cold_share > 0:
-        record["cold"] = _cold_split(data, config, seed)
-    return record
+        robust = robustness(models, view, config, seed, lambda: bar.update(1))
+    curves = training_curves(models["VBPR"], view, config, seed) if config.curve_epochs else None
+    cold = _cold_split(data, config, seed) if config.cold_share > 0 else None
+    return AMRSeed(seed, sizes, training, table2, robust, curves, cold)
 
 
-def _cold_split(data: AMRData, config: AMRConfig, seed: int) -> Dict[str, Any]:
+def _cold_split(data: AMRData, config: AMRConfig, seed: int) -> ColdSplitRecord:
     """Every model trained again on the cold-item split, evaluated on cold and warm test cases."""
     split = D.cold_item_split(data.inter, share=config.cold_share, seed=seed)
     view = SplitView.of(split, split.dropped)
@@ -402,9 +525,9 @@ def _cold_split(data: AMRData, config: AMRConfig, seed: int) -> Dict[str, Any]:
     cold_users[split.cold_users] = True
     models, training = train_models(view, data.features, config, seed)
     table = accuracy_table(models, view, config, seed, cold_users=cold_users)
-    return {"split": {"train": len(view.train), "dropped": len(split.dropped), "cold_items": len(split.cold_items),
-                      "cold_test_cases": int(cold_users.sum()), "test": len(view.test)},
-            "training": training, **table}
+    return ColdSplitRecord({"train": len(view.train), "dropped": len(split.dropped),
+                            "cold_items": len(split.cold_items), "cold_test_cases": int(cold_users.sum()),
+                            "test": len(view.test)}, training, table)
 
 
 def run_amr(config: Optional[AMRConfig] = None) -> AMRResult:
@@ -414,8 +537,6 @@ def run_amr(config: Optional[AMRConfig] = None) -> AMRResult:
     start = time.perf_counter()
     data = load_data(config)
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
-    result = AMRResult(config=config, data=data.source, features=data.feature_source)
-    for seed in config.seeds:
-        result.seeds.append(_run_seed(data, config, seed, show))
-    result.seconds = time.perf_counter() - start
-    return result
+    seeds = [_run_seed(data, config, seed, show) for seed in config.seeds]
+    return AMRResult(config=config, data=data.source, features=data.feature_source, seeds=seeds,
+                     seconds=time.perf_counter() - start)

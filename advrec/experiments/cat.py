@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from ..models import GRU4Rec, SASRec
 from ..training import SequenceTrainer, cascade_effects
 from ..training.cat import METHODS, CascadeAdversarialLoss
 from .inputs import implicit_interactions
+from .records import config_from_dict, number, numbers
 
 SEQ_MODELS = {"SASRec": SASRec, "GRU4Rec": GRU4Rec}
 #: Table 4's ablations: name -> the cascade component kept.
@@ -144,17 +145,130 @@ class CATConfig:
             raise ValueError(f"threads must be a positive int or None, got {self.threads!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
+class SubstitutionRecord:
+    """Test metrics after one substitution (first / middle / last / last K items replaced), how
+    many items were replaced, and the relative drop ``(clean - attacked) / clean`` per metric."""
+
+    metrics: Dict[str, float]
+    n_replaced: int
+    drop: Dict[str, float]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"metrics": self.metrics, "n_replaced": self.n_replaced, "drop": self.drop}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SubstitutionRecord":
+        return cls(d["metrics"], d["n_replaced"], d["drop"])
+
+
+@dataclass(frozen=True)
+class MethodRecord:
+    """One training phase of one model: test metrics, epochs run, best epoch (0-based, counted
+    from the phase's start), its validation nDCG@10, the validation curve ((epoch, value) pairs),
+    seconds per epoch; for Table 3's methods the paired t-test p against base per metric and,
+    for the base and Table 3's methods, the substitution records (where -> record)."""
+
+    test: Dict[str, float]
+    epochs: int
+    best_epoch: int
+    valid: float
+    curve: List[Tuple[int, float]]
+    seconds_per_epoch: float
+    p_vs_base: Optional[Dict[str, float]] = None
+    substitution: Optional[Dict[str, SubstitutionRecord]] = None
+
+    @property
+    def is_base(self) -> bool:
+        """The base phase: substitutions measured, no test against itself."""
+        return self.p_vs_base is None and self.substitution is not None
+
+    def to_dict(self) -> Dict[str, Any]:
+        # the runner has always written the base record with its test metrics first
+        train = {"epochs": self.epochs, "best_epoch": self.best_epoch, "valid": self.valid, "curve": self.curve,
+                 "seconds_per_epoch": self.seconds_per_epoch}
+        out: Dict[str, Any] = {"test": self.test, **train} if self.is_base else {**train, "test": self.test}
+        if self.p_vs_base is not None:
+            out["p_vs_base"] = self.p_vs_base
+        if self.substitution is not None:
+            out["substitution"] = {k: r.to_dict() for k, r in self.substitution.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MethodRecord":
+        sub = d.get("substitution")
+        return cls(d["test"], d["epochs"], d["best_epoch"], d["valid"], d["curve"], d["seconds_per_epoch"],
+                   d.get("p_vs_base"),
+                   None if sub is None else {k: SubstitutionRecord.from_dict(r) for k, r in sub.items()})
+
+
+def _methods_to_dict(records: Optional[Dict[str, MethodRecord]]) -> Optional[Dict[str, Any]]:
+    return None if records is None else {k: r.to_dict() for k, r in records.items()}
+
+
+def _methods_from_dict(d: Optional[Mapping[str, Any]]) -> Optional[Dict[str, MethodRecord]]:
+    return None if d is None else {k: MethodRecord.from_dict(r) for k, r in d.items()}
+
+
+@dataclass(frozen=True)
+class CATModelRecord:
+    """One model of one seed: base and each method (Table 3), the cascade ablations (Table 4,
+    component models only), the eps sweep (Figure 4, keyed by ``repr(float(eps))``; sweep models
+    and seeds only) and the seconds the model's whole part took."""
+
+    methods: Dict[str, MethodRecord]
+    components: Optional[Dict[str, MethodRecord]] = None
+    sweep: Optional[Dict[str, MethodRecord]] = None
+    seconds: float = float("nan")
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"methods": _methods_to_dict(self.methods)}
+        if self.components is not None:
+            out["components"] = _methods_to_dict(self.components)
+        if self.sweep is not None:
+            out["sweep"] = _methods_to_dict(self.sweep)
+        out["seconds"] = self.seconds
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CATModelRecord":
+        return cls(_methods_from_dict(d["methods"]) or {}, _methods_from_dict(d.get("components")),
+                   _methods_from_dict(d.get("sweep")), d.get("seconds", float("nan")))
+
+
+@dataclass(frozen=True)
+class CATSeed:
+    """Everything one seed measured, per model."""
+
+    seed: int
+    models: Dict[str, CATModelRecord]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"seed": self.seed, "models": {k: m.to_dict() for k, m in self.models.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CATSeed":
+        return cls(d["seed"], {k: CATModelRecord.from_dict(m) for k, m in d["models"].items()})
+
+
+@dataclass(frozen=True)
 class CATResult:
     """Per-seed records (plain numbers, JSON-ready); ``cat_report`` aggregates them."""
 
     config: CATConfig
     data: str = ""
-    seeds: List[Dict[str, Any]] = field(default_factory=list)
+    seeds: List[CATSeed] = field(default_factory=list)
     seconds: float = float("nan")
 
-    def to_dict(self) -> dict:
-        return {"config": asdict(self.config), "data": self.data, "seeds": self.seeds, "seconds": self.seconds}
+    def to_dict(self) -> Dict[str, Any]:
+        return {"config": asdict(self.config), "data": self.data, "seeds": [s.to_dict() for s in self.seeds],
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CATResult":
+        """From a loaded cat.json (strict JSON: null back to NaN, "inf" to infinity)."""
+        return cls(config=config_from_dict(CATConfig, d["config"]), data=d.get("data", ""),
+                   seeds=[CATSeed.from_dict(numbers(s)) for s in d["seeds"]], seconds=number(d.get("seconds")))
 
 
 @dataclass
@@ -231,20 +345,20 @@ def _cascade_scale(data: SeqData, config: CATConfig, components: str) -> torch.T
     return torch.as_tensor(np.asarray(inv), dtype=torch.float32)
 
 
-def _substitution(model, data: SeqData, config: CATConfig, clean: Dict[str, float]) -> Dict[str, Any]:
+def _substitution(model, data: SeqData, config: CATConfig, clean: Dict[str, float]) -> Dict[str, SubstitutionRecord]:
     """Test metrics after replacing the first/middle/last or the last K history items."""
     targets = np.full(data.inter.n_users, -1, dtype=np.int64)
     targets[data.split.test.user] = data.split.test.item
-    out: Dict[str, Any] = {}
+    out: Dict[str, SubstitutionRecord] = {}
     wheres = list(POSITIONS) + [k for k in config.last_k if k != 1]
     for where in wheres:
         sub = substitute_items(model, data.test_histories, targets, where=where, pool_size=config.pool_size,
                                step=config.step)
         attacked = _summary(_test(model, data, sub.sequences))
         label = where if isinstance(where, str) else f"last_{where}"
-        out[label] = {"metrics": attacked, "n_replaced": int(sub.replaced.sum()),
-                      "drop": {m: (clean[m] - attacked[m]) / clean[m] if clean[m] > 0 else float("nan")
-                               for m in METRICS}}
+        out[label] = SubstitutionRecord(attacked, int(sub.replaced.sum()),
+                                        {m: (clean[m] - attacked[m]) / clean[m] if clean[m] > 0 else float("nan")
+                                         for m in METRICS})
     out["last_1"] = out["last"]
     model.set_histories(data.test_histories)
     return out
@@ -273,7 +387,8 @@ def _curve(history) -> List[Tuple[int, float]]:
     return [(i + 1, float(v)) for i, v in enumerate(history.metric) if not math.isnan(v)]
 
 
-def _run_model(name: str, data: SeqData, config: CATConfig, seed: int, show: bool) -> Dict[str, Any]:
+def _run_model(name: str, data: SeqData, config: CATConfig, seed: int, show: bool) -> CATModelRecord:
+    t0 = time.perf_counter()
     model = _build(name, data, config, seed)
     history = _base_trainer(config, seed, show, f"{name} base").fit(model, data.split.train, _validator(data))
     report(f"cat: seed {seed} {name} base: best valid nDCG@10 {history.best_metric:.4f} at epoch "
@@ -281,30 +396,30 @@ def _run_model(name: str, data: SeqData, config: CATConfig, seed: int, show: boo
     base_state = copy.deepcopy(model.state_dict())
     base_result = _test(model, data)
     base = _summary(base_result)
-    rec: Dict[str, Any] = {"methods": {"base": {
-        "test": base, "epochs": history.epochs, "best_epoch": history.best_epoch, "valid": history.best_metric,
-        "curve": _curve(history), "seconds_per_epoch": history.train_seconds / max(history.epochs, 1),
-        "substitution": _substitution(model, data, config, base)}}}
+    methods: Dict[str, MethodRecord] = {"base": MethodRecord(
+        test=base, epochs=history.epochs, best_epoch=history.best_epoch, valid=history.best_metric,
+        curve=_curve(history), seconds_per_epoch=history.train_seconds / max(history.epochs, 1),
+        substitution=_substitution(model, data, config, base))}
     for method in ((CONTROL,) if config.control else ()) + tuple(config.methods):
         adv, info = _fit_adversarial(name, base_state, data, config, seed, show, method, config.eps)
         result = _test(adv, data)
-        info["test"] = _summary(result)
-        info["p_vs_base"] = {m: result.compare(base_result)[m][1] for m in METRICS}
-        info["substitution"] = _substitution(adv, data, config, info["test"])
-        rec["methods"][method] = info
+        test = _summary(result)
+        p_vs_base = {m: result.compare(base_result)[m][1] for m in METRICS}
+        methods[method] = MethodRecord(test=test, **info, p_vs_base=p_vs_base,
+                                       substitution=_substitution(adv, data, config, test))
+    components: Optional[Dict[str, MethodRecord]] = None
     if name in config.component_models:
-        rec["components"] = {}
+        components = {}
         for label, comp in COMPONENTS.items():
             adv, info = _fit_adversarial(name, base_state, data, config, seed, show, "adv_cas", config.eps, comp)
-            info["test"] = _summary(_test(adv, data))
-            rec["components"][label] = info
+            components[label] = MethodRecord(test=_summary(_test(adv, data)), **info)
+    sweep: Optional[Dict[str, MethodRecord]] = None
     if name in config.sweep_models and seed in config.sweep_seeds and config.sweep_eps:
-        rec["sweep"] = {}
+        sweep = {}
         for eps in config.sweep_eps:
             adv, info = _fit_adversarial(name, base_state, data, config, seed, show, "adv_cas", eps)
-            info["test"] = _summary(_test(adv, data))
-            rec["sweep"][repr(float(eps))] = info
-    return rec
+            sweep[repr(float(eps))] = MethodRecord(test=_summary(_test(adv, data)), **info)
+    return CATModelRecord(methods, components, sweep, time.perf_counter() - t0)
 
 
 def run_cat(config: Optional[CATConfig] = None) -> CATResult:
@@ -324,13 +439,6 @@ def _run(config: CATConfig) -> CATResult:
     start = time.perf_counter()
     data = load_data(config)
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
-    result = CATResult(config=config, data=data.source)
-    for seed in config.seeds:
-        record: Dict[str, Any] = {"seed": seed, "models": {}}
-        for name in config.models:
-            t0 = time.perf_counter()
-            record["models"][name] = _run_model(name, data, config, seed, show)
-            record["models"][name]["seconds"] = time.perf_counter() - t0
-        result.seeds.append(record)
-    result.seconds = time.perf_counter() - start
-    return result
+    seeds = [CATSeed(seed, {name: _run_model(name, data, config, seed, show) for name in config.models})
+             for seed in config.seeds]
+    return CATResult(config=config, data=data.source, seeds=seeds, seconds=time.perf_counter() - start)

@@ -9,16 +9,17 @@ shows them under the paper's (NDCG@10, HT@10). Substitution drops are relative,
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from ..report import curves, format_table, grouped_bars, line_chart
-from ..report.aggregate import fmt_mean_std, mean_std, write_experiment_report
+from ..report.aggregate import fmt_mean_std, mean_std
 from ..training.cat import METHODS
-from .cat import COMPONENTS, CONTROL, METRICS, POSITIONS, CATConfig, CATResult
+from .cat import COMPONENTS, CONTROL, METRICS, POSITIONS, CATResult, CATSeed
+from .report_files import ReportFiles
+from .records import Check
 
 #: the paper's names of the record's metrics
 DISPLAY = {"nDCG@10": "NDCG@10", "HR@10": "HT@10"}
@@ -30,15 +31,7 @@ COMPONENT_LABELS = {"adv_cas_1": "adv_cas_1 (same sequence only)", "adv_cas_2": 
 PAPER_EPOCH_RATIO = (8.3 / 100) / (10.6 / 500)
 
 
-class Check(NamedTuple):
-    """One acceptance check: its name, whether it holds on the seed means, and the numbers."""
-
-    name: str
-    passed: bool
-    detail: str
-
-
-def _stack(records: Sequence[Dict[str, Any]], get: Callable[[Dict[str, Any]], Any]) -> np.ndarray:
+def _stack(records: Sequence[CATSeed], get: Callable[[CATSeed], Any]) -> np.ndarray:
     return np.asarray([get(s) for s in records], dtype=np.float64)
 
 
@@ -58,29 +51,29 @@ def _rel(new: float, base: float) -> float:
 
 def _models(result: CATResult) -> List[str]:
     """The configured models every seed ran, in the config's order."""
-    return [m for m in result.config.models if all(m in s["models"] for s in result.seeds)]
+    return [m for m in result.config.models if all(m in s.models for s in result.seeds)]
 
 
 def _methods(result: CATResult, model: str) -> List[str]:
     """Base and the adversarial methods every seed ran for ``model``, in Table 3's order."""
-    return [m for m in ROWS if all(m in s["models"][model]["methods"] for s in result.seeds)]
+    return [m for m in ROWS if all(m in s.models[model].methods for s in result.seeds)]
 
 
 def _test(result: CATResult, model: str, method: str, metric: str) -> np.ndarray:
-    return _stack(result.seeds, lambda s: s["models"][model]["methods"][method]["test"][metric])
+    return _stack(result.seeds, lambda s: s.models[model].methods[method].test[metric])
 
 
 def _ks(result: CATResult) -> List[int]:
     """Figure 6's K: 1 (the last item) and every ``last_k`` the records hold."""
     ks = sorted({1, *(int(k) for k in result.config.last_k)})
-    return [k for k in ks if all(f"last_{k}" in rec["methods"]["base"]["substitution"]
-                                 for s in result.seeds for rec in s["models"].values())]
+    return [k for k in ks if all(f"last_{k}" in rec.methods["base"].substitution
+                                 for s in result.seeds for rec in s.models.values())]
 
 
 def substitution_drop(result: CATResult, model: str, method: str, where: str, metric: str = "nDCG@10") -> np.ndarray:
     """Per-seed relative drop (a fraction) of ``method``'s test ``metric`` under substitution ``where``
     (``first``, ``middle``, ``last`` or ``last_K``)."""
-    return _stack(result.seeds, lambda s: s["models"][model]["methods"][method]["substitution"][where]["drop"][metric])
+    return _stack(result.seeds, lambda s: s.models[model].methods[method].substitution[where].drop[metric])
 
 
 # ----------------------------------------------------------------------------- acceptance
@@ -134,7 +127,7 @@ def table3(result: CATResult) -> List[Dict[str, object]]:
                 if method == "base":
                     row[f"p vs base ({DISPLAY[metric]})"] = "-"
                     continue
-                p = _stack(result.seeds, lambda s: s["models"][model]["methods"][method]["p_vs_base"][metric])
+                p = _stack(result.seeds, lambda s: s.models[model].methods[method].p_vs_base[metric])
                 row[f"p vs base ({DISPLAY[metric]})"] = "nan" if np.isnan(p).all() else f"{float(np.nanmax(p)):.1e}"
             rows.append(row)
     return rows
@@ -145,14 +138,14 @@ def table4(result: CATResult) -> List[Dict[str, object]]:
     only), adv_cas_2 (cross-sequence only) and adv_cas (both), test NDCG@10 / HT@10."""
     rows = []
     for model in _models(result):
-        if not all("components" in s["models"][model] for s in result.seeds):
+        if not all(s.models[model].components is not None for s in result.seeds):
             continue
         base = {m: _test(result, model, "base", m) for m in METRICS}
         rows.append(_accuracy_row(model, "cascade", "base", base, base, True))
         for label in COMPONENTS:
-            if not all(label in s["models"][model]["components"] for s in result.seeds):
+            if not all(label in s.models[model].components for s in result.seeds):
                 continue
-            values = {m: _stack(result.seeds, lambda s: s["models"][model]["components"][label]["test"][m])
+            values = {m: _stack(result.seeds, lambda s: s.models[model].components[label].test[m])
                       for m in METRICS}
             rows.append(_accuracy_row(model, "cascade", COMPONENT_LABELS[label], values, base, False))
         if "adv_cas" in _methods(result, model):
@@ -173,25 +166,25 @@ class Sweep(NamedTuple):
 def sweep(result: CATResult, model: str) -> Optional[Sweep]:
     """adv_cas test metrics at the config's eps (from Table 3's run) and at every swept eps,
     on the seeds whose record holds the sweep; ``None`` when no seed ran it for ``model``."""
-    records = [s for s in result.seeds if "sweep" in s["models"].get(model, {})]
+    records = [s for s in result.seeds if model in s.models and s.models[model].sweep is not None]
     if not records:
         return None
-    keys = set.intersection(*(set(s["models"][model]["sweep"]) for s in records))
+    keys = set.intersection(*(set(s.models[model].sweep) for s in records))
     main = float(result.config.eps)
-    has_main = all("adv_cas" in s["models"][model]["methods"] for s in records)
+    has_main = all("adv_cas" in s.models[model].methods for s in records)
     points = {float(k): k for k in keys}
     if has_main:
         points[main] = None           # Table 3's adv_cas run: the same training as a swept main eps
     eps = sorted(points)
 
-    def get(s: Dict[str, Any], e: float, metric: str) -> float:
-        rec = s["models"][model]
-        entry = rec["methods"]["adv_cas"] if points[e] is None else rec["sweep"][points[e]]
-        return entry["test"][metric]
+    def get(s: CATSeed, e: float, metric: str) -> float:
+        rec = s.models[model]
+        entry = rec.methods["adv_cas"] if points[e] is None else rec.sweep[points[e]]
+        return entry.test[metric]
 
     metrics = {m: np.asarray([[get(s, e, m) for e in eps] for s in records], dtype=np.float64) for m in METRICS}
-    base = {m: _stack(records, lambda s: s["models"][model]["methods"]["base"]["test"][m]) for m in METRICS}
-    return Sweep([int(s["seed"]) for s in records], eps, metrics, base)
+    base = {m: _stack(records, lambda s: s.models[model].methods["base"].test[m]) for m in METRICS}
+    return Sweep([int(s.seed) for s in records], eps, metrics, base)
 
 
 def sweep_table(result: CATResult) -> List[Dict[str, object]]:
@@ -240,9 +233,9 @@ def timing_table(result: CATResult) -> List[Dict[str, object]]:
     the base phase and of each adversarial method, and the per-epoch cost against base."""
     rows = []
     for model in _models(result):
-        base_spe = float(_stack(result.seeds, lambda s: s["models"][model]["methods"]["base"]["seconds_per_epoch"]).mean())
+        base_spe = float(_stack(result.seeds, lambda s: s.models[model].methods["base"].seconds_per_epoch).mean())
         for method in _methods(result, model):
-            get = lambda key: _stack(result.seeds, lambda s: s["models"][model]["methods"][method][key])  # noqa: E731
+            get = lambda key: _stack(result.seeds, lambda s: getattr(s.models[model].methods[method], key))  # noqa: E731
             spe = get("seconds_per_epoch")
             rows.append({"model": model, "method": method, "epochs": _cell(get("epochs"), 1),
                          "best epoch": _cell(get("best_epoch") + 1, 1), "s / epoch": _cell(spe, 3),
@@ -252,8 +245,9 @@ def timing_table(result: CATResult) -> List[Dict[str, object]]:
 
 # ----------------------------------------------------------------------------- text
 
-def render_text(result: CATResult, markdown: bool = False) -> str:
-    """Every table of the report as terminal text (or Markdown)."""
+def render_text(result: CATResult, markdown: bool = False, checks: Optional[Sequence[Check]] = None) -> str:
+    """Every table of the report as terminal text (or Markdown); ``checks``: the acceptance to
+    show, by default computed from the records."""
     cfg = result.config
     head = (lambda t: f"## {t}") if markdown else (lambda t: f"{t}\n{'-' * len(t)}")
     table = lambda rows, columns=None: format_table(rows, columns, markdown=markdown)  # noqa: E731
@@ -261,7 +255,7 @@ def render_text(result: CATResult, markdown: bool = False) -> str:
         f"Data: {result.data}.",
         f"Leave-one-out by time (per user the last item is the test item, the second last the validation "
         f"item); every item ranked, the user's history (train + validation) excluded; T = {cfg.max_len}. "
-        f"Mean ± std over {len(result.seeds)} seed(s) {[s['seed'] for s in result.seeds]}. Base phase: at most "
+        f"Mean ± std over {len(result.seeds)} seed(s) {[s.seed for s in result.seeds]}. Base phase: at most "
         f"{cfg.epochs} epochs, early stopping on validation NDCG@10 (checked every {cfg.eval_every}, patience "
         f"{cfg.patience}). Each adversarial method trains on from the base's best checkpoint for "
         f"{cfg.adv_epochs} epochs; its best validation epoch (checked every {cfg.adv_eval_every}) is kept. "
@@ -301,8 +295,8 @@ def render_text(result: CATResult, markdown: bool = False) -> str:
               f"{PAPER_EPOCH_RATIO:.1f}x a base epoch (100 CAT epochs added 78% to 500 base epochs).",
               table(timing_table(result)),
               head("Acceptance"),
-              table([{"check": c.name, "holds": "yes" if c.passed else "NO", "measured": c.detail}
-                     for c in acceptance(result)])]
+              table([{"check": c.name, "holds": c.verdict(), "measured": c.detail}
+                     for c in (acceptance(result) if checks is None else checks)])]
     return "\n\n".join(parts)
 
 
@@ -321,16 +315,16 @@ def figures(result: CATResult, out: Path) -> List[Path]:
     out, files = Path(out), []
     first = result.seeds[0]
     for model in _models(result):
-        rec = first["models"][model]["methods"]
+        rec = first.models[model].methods
         base = rec["base"]
-        series = {"base": ([e for e, _ in base["curve"]], [v for _, v in base["curve"]])}
-        start = int(base["best_epoch"]) + 1   # the epoch whose weights every method starts from
+        series = {"base": ([e for e, _ in base.curve], [v for _, v in base.curve])}
+        start = int(base.best_epoch) + 1   # the epoch whose weights every method starts from
         for method in _methods(result, model)[1:]:
-            pts = [(start, float(base["valid"]))] if _finite(base["valid"]) else []
-            pts += [(start + e, v) for e, v in rec[method]["curve"]]
+            pts = [(start, float(base.valid))] if _finite(base.valid) else []
+            pts += [(start + e, v) for e, v in rec[method].curve]
             series[method] = ([e for e, _ in pts], [v for _, v in pts])
         files.append(curves(out / f"fig3_{model}.png", series,
-                            title=f"Figure 3: {model}, seed {first['seed']}",
+                            title=f"Figure 3: {model}, seed {first.seed}",
                             xlabel=f"epoch (adversarial phases start from base epoch {start})",
                             ylabel="validation NDCG@10"))
     series, hlines = {}, {}
@@ -369,39 +363,16 @@ def _finite(v: Any) -> bool:
 
 # ----------------------------------------------------------------------------- files
 
-def write_report(result: CATResult, out: Path) -> List[Path]:
-    """cat.json (every per-seed number and the acceptance), cat.md (the tables) and, with
-    matplotlib, the figures; returns the paths written."""
-    payload = {**result.to_dict(), "acceptance": [c._asdict() for c in acceptance(result)]}
-    return write_experiment_report(out, "cat", f"CAT on {result.data}", payload, render_markdown(result),
-                                   lambda folder: figures(result, folder))
-
-
-def _numbers(x: Any) -> Any:
-    """The inverse of the strict-JSON writer on record values: null -> NaN, "inf" -> inf."""
-    if x is None:
-        return float("nan")
-    if x in ("inf", "-inf"):
-        return float(x)
-    if isinstance(x, dict):
-        return {k: _numbers(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_numbers(v) for v in x]
-    return x
-
-
-def result_from_json(payload: Dict[str, Any]) -> CATResult:
-    """A ``CATResult`` from a loaded ``cat.json``, to re-render tables and figures without re-running."""
-    if not isinstance(payload, dict) or not {"config", "seeds"} <= set(payload):
-        raise ValueError("payload must be a loaded cat.json: a dict with 'config' and 'seeds'")
-    known = {f.name for f in fields(CATConfig)}
-    config = CATConfig(**{k: tuple(v) if isinstance(v, list) else v
-                          for k, v in payload["config"].items() if k in known})
-    seconds = payload.get("seconds")
-    return CATResult(config=config, data=payload.get("data", ""), seeds=_numbers(payload["seeds"]),
-                     seconds=float("nan") if seconds is None else float(seconds))
+FILES = ReportFiles("cat", "CAT", CATResult, acceptance, render_text, figures, Check.to_dict)
+report_payload = FILES.payload
+report_json = FILES.json
+report_markdown = FILES.markdown
+write_report = FILES.write
+result_from_json = FILES.result_from_json
+checks_from_json = FILES.checks_from_json
 
 
 __all__: Sequence[str] = ("Check", "acceptance", "table3", "table4", "sweep", "sweep_table", "substitution_table",
                           "substitution_drop", "timing_table", "render_text", "render_markdown", "figures",
-                          "write_report", "result_from_json")
+                          "report_payload", "report_json", "report_markdown", "write_report", "result_from_json",
+                          "checks_from_json")

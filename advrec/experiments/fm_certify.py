@@ -4,26 +4,25 @@ Trains a plain FM, RFM-1 (Punjabi & Bhatt 2018) and FM-RT for each training budg
 model reports test accuracy and avg-max q (Table 2/3), the shares certified robust / non-robust /
 unknown for q = 1..8 under the paper's bound, the joint bound, best and exact (Figures 4-6), and
 the greedy vs random injection success rate (Figure 2). FM-RT continues from the trained FM's
-weights, as the paper prescribes (train FM to convergence, then with eq. 13).
+weights, as the paper prescribes (train FM to convergence, then with eq. 13). The report (tables,
+Markdown, JSON, figures) lives in ``fm_certify_report``.
 """
 from __future__ import annotations
 
 import copy
-import json
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..certify import FMCertifier
 from ..data.fields import ml100k_fm
 from ..models import FM
-from ..report import format_table, grouped_bars, have_matplotlib, line_chart, stacked_shares
 from ..training.classifier import ClassifierTrainer, accuracy
 from ..training.fm_robust import FMRobustLoss
 from ..training.rfm import rfm_loss
+from .records import config_from_dict
 
 
 @dataclass
@@ -53,24 +52,103 @@ class FMCertifyConfig:
     progress: Optional[bool] = None
 
 
-@dataclass
+@dataclass(frozen=True)
+class FMModelRow:
+    """Table 2/3 for one model: test accuracy (%) and the average largest certified budget q
+    per method (``paper``, ``best``)."""
+
+    model: str
+    accuracy: float
+    avg_max_q: Dict[str, float]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"model": self.model, "accuracy": self.accuracy,
+                **{f"avg-max q ({m})": v for m, v in self.avg_max_q.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FMModelRow":
+        prefix = "avg-max q ("
+        return cls(d["model"], d["accuracy"],
+                   {k[len(prefix):-1]: v for k, v in d.items() if k.startswith(prefix) and k.endswith(")")})
+
+
+@dataclass(frozen=True)
+class CertShares:
+    """Figures 4-6: the shares of test instances certified robust / non-robust / unknown for one
+    model, method and budget q, and the branch-and-bound nodes spent."""
+
+    model: str
+    method: str
+    q: int
+    robust: float
+    non_robust: float
+    unknown: float
+    nodes: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"model": self.model, "method": self.method, "q": self.q, "robust": self.robust,
+                "non-robust": self.non_robust, "unknown": self.unknown, "nodes": self.nodes}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CertShares":
+        return cls(d["model"], d["method"], d["q"], d["robust"], d["non-robust"], d["unknown"], d["nodes"])
+
+
+@dataclass(frozen=True)
+class InjectionRate:
+    """Figure 2: the share of test instances whose label flips with q injected interactions,
+    chosen greedily or at random."""
+
+    model: str
+    q: int
+    greedy: float
+    random: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"model": self.model, "q": self.q, "greedy": self.greedy, "random": self.random}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "InjectionRate":
+        return cls(d["model"], d["q"], d["greedy"], d["random"])
+
+
+@dataclass(frozen=True)
 class FMCertifyResult:
+    """Everything one run measured (plain numbers); ``fm_certify_report`` renders and writes it."""
+
     config: FMCertifyConfig
-    table: List[Dict[str, object]] = field(default_factory=list)        # Table 2/3
-    shares: List[Dict[str, object]] = field(default_factory=list)       # Figures 4-6
-    attacks: List[Dict[str, object]] = field(default_factory=list)      # Figure 2
+    table: List[FMModelRow] = field(default_factory=list)          # Table 2/3
+    shares: List[CertShares] = field(default_factory=list)         # Figures 4-6
+    attacks: List[InjectionRate] = field(default_factory=list)     # Figure 2
     seconds: Dict[str, float] = field(default_factory=dict)
     data: str = ""
 
-    def to_dict(self) -> dict:
-        return {"config": asdict(self.config), "table": self.table, "shares": self.shares,
-                "attacks": self.attacks, "seconds": self.seconds, "data": self.data}
+    def to_dict(self) -> Dict[str, Any]:
+        return {"config": asdict(self.config), "table": [r.to_dict() for r in self.table],
+                "shares": [r.to_dict() for r in self.shares], "attacks": [r.to_dict() for r in self.attacks],
+                "seconds": self.seconds, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FMCertifyResult":
+        return cls(config=config_from_dict(FMCertifyConfig, d["config"]),
+                   table=[FMModelRow.from_dict(r) for r in d.get("table", [])],
+                   shares=[CertShares.from_dict(r) for r in d.get("shares", [])],
+                   attacks=[InjectionRate.from_dict(r) for r in d.get("attacks", [])],
+                   seconds=dict(d.get("seconds", {})), data=d.get("data", ""))
+
+    @property
+    def models(self) -> List[str]:
+        """The models certified, in run order."""
+        return list(dict.fromkeys(r.model for r in self.shares))
+
+    def share(self, model: str, method: str, q: int) -> Optional[CertShares]:
+        return next((r for r in self.shares if (r.model, r.method, r.q) == (model, method, q)), None)
 
     def unknown_share(self, model: str, method: str, q: int) -> float:
-        for r in self.shares:
-            if r["model"] == model and r["method"] == method and r["q"] == q:
-                return float(r["unknown"])
-        raise KeyError((model, method, q))
+        r = self.share(model, method, q)
+        if r is None:
+            raise KeyError((model, method, q))
+        return float(r.unknown)
 
 
 def _trainer(config: FMCertifyConfig, *, epochs: int, lr: float, patience: Optional[int]) -> ClassifierTrainer:
@@ -79,10 +157,10 @@ def _trainer(config: FMCertifyConfig, *, epochs: int, lr: float, patience: Optio
                              threads=config.threads)
 
 
-def train_models(config: FMCertifyConfig, data) -> Dict[str, object]:
+def train_models(config: FMCertifyConfig, data: Any) -> Dict[str, FM]:
     """FM, RFM-1 and FM-RT-q for q in ``config.rt_qs``; returns name -> trained model."""
     d = data.train.n_features
-    models: Dict[str, object] = {}
+    models: Dict[str, FM] = {}
     fm = FM(d, config.dim, seed=config.seed)
     _trainer(config, epochs=config.epochs, lr=config.lr, patience=config.patience).fit(fm, data.train, data.valid)
     models["FM"] = fm
@@ -99,114 +177,50 @@ def train_models(config: FMCertifyConfig, data) -> Dict[str, object]:
     return models
 
 
-def evaluate_models(config: FMCertifyConfig, data, models: Dict[str, object],
+def evaluate_models(config: FMCertifyConfig, data: Any, models: Dict[str, FM],
                     result: Optional[FMCertifyResult] = None) -> FMCertifyResult:
-    """Certify every model on the test split and fill the result tables."""
+    """Certify every model on the test split; returns ``result`` (or a new one) with the rows added."""
     result = result or FMCertifyResult(config=config)
+    table, shares, attacks = list(result.table), list(result.shares), list(result.attacks)
+    seconds = dict(result.seconds)
     test = data.test
     history = test.feature_ids("history")
     for name, model in models.items():
         start = time.perf_counter()
         cert = FMCertifier.from_model(model, history)
-        row: Dict[str, object] = {"model": name, "accuracy": 100 * accuracy(model, test)}
+        acc = 100 * accuracy(model, test)
+        avg_max_q: Dict[str, float] = {}
         for method in ("paper", "best"):
             mq = cert.max_q(test.indptr, test.indices, config.max_q_cap, method, progress=config.progress)
-            row[f"avg-max q ({method})"] = float(mq.mean())
-        result.table.append(row)
+            avg_max_q[method] = float(mq.mean())
+        table.append(FMModelRow(name, acc, avg_max_q))
         for method in config.methods:
             if method == "exact" and name not in config.exact_models:
                 continue
             by_q = cert.certify_budgets(test.indptr, test.indices, config.eval_qs, method,
                                         node_budget=config.node_budget, progress=config.progress)
             for q, r in by_q.items():
-                result.shares.append({"model": name, "method": method, "q": q, **r.fractions(),
-                                      "nodes": int(r.nodes.sum())})
+                f = r.fractions()
+                shares.append(CertShares(name, method, q, f["robust"], f["non-robust"], f["unknown"],
+                                         int(r.nodes.sum())))
         greedy_by_q = cert.certify_budgets(test.indptr, test.indices, config.attack_qs, "greedy",
                                            progress=config.progress)
         for q in config.attack_qs:
             greedy = greedy_by_q[q]
             rand = cert.random_injection(test.indptr, test.indices, q, seed=config.seed)
-            result.attacks.append({"model": name, "q": q, "greedy": float(np.mean(greedy.status == -1)),
-                                   "random": float(rand.mean())})
-        result.seconds[f"certify {name}"] = time.perf_counter() - start
-    return result
+            attacks.append(InjectionRate(name, q, float(np.mean(greedy.status == -1)), float(rand.mean())))
+        seconds[f"certify {name}"] = time.perf_counter() - start
+    return replace(result, table=table, shares=shares, attacks=attacks, seconds=seconds)
 
 
-def run_fm_certify(config: FMCertifyConfig = FMCertifyConfig()) -> Tuple[FMCertifyResult, Dict[str, object]]:
+def run_fm_certify(config: FMCertifyConfig = FMCertifyConfig()) -> Tuple[FMCertifyResult, Dict[str, FM]]:
     """Load ML-100K as FM instances, train every model, certify; returns the result and the models."""
     start = time.perf_counter()
     data = ml100k_fm(seed=config.seed)
-    result = FMCertifyResult(config=config, data=data.describe())
-    result.seconds["data"] = time.perf_counter() - start
+    seconds = {"data": time.perf_counter() - start}
     start = time.perf_counter()
     models = train_models(config, data)
-    result.seconds["train"] = time.perf_counter() - start
-    evaluate_models(config, data, models, result)
+    seconds["train"] = time.perf_counter() - start
+    result = evaluate_models(config, data, models, FMCertifyResult(config=config, data=data.describe(),
+                                                                   seconds=seconds))
     return result, models
-
-
-TABLE_COLUMNS = ("model", "accuracy", "avg-max q (paper)", "avg-max q (best)")
-
-
-def shares_table(result: FMCertifyResult, model: str) -> List[Dict[str, object]]:
-    """One row per q: robust / non-robust / unknown (%) per method, for one model."""
-    rows = []
-    for q in result.config.eval_qs:
-        row: Dict[str, object] = {"q": q}
-        for r in result.shares:
-            if r["model"] == model and r["q"] == q:
-                m = r["method"]
-                row[f"{m} R"] = 100 * r["robust"]
-                row[f"{m} NR"] = 100 * r["non-robust"]
-                row[f"{m} ?"] = 100 * r["unknown"]
-        rows.append(row)
-    return rows
-
-
-def render_text(result: FMCertifyResult, markdown: bool = False) -> str:
-    """Every table of the report, as terminal text or Markdown."""
-    out = ["Accuracy (%) and avg-max q on the test split (Table 2/3)",
-           format_table(result.table, TABLE_COLUMNS, digits=2, markdown=markdown), ""]
-    for model in dict.fromkeys(r["model"] for r in result.shares):
-        out += [f"{model}: certified robust (R) / non-robust (NR) / unknown (?) instances, % (Figures 4-6)",
-                format_table(shares_table(result, model), digits=1, markdown=markdown), ""]
-    out += ["Injection success rate, % of test instances whose label flips (Figure 2)",
-            format_table([{**r, "greedy": 100 * r["greedy"], "random": 100 * r["random"]} for r in result.attacks],
-                         ("model", "q", "greedy", "random"), digits=2, markdown=markdown)]
-    return "\n".join(out)
-
-
-def write_report(result: FMCertifyResult, out: Path) -> List[Path]:
-    """JSON, Markdown and (with matplotlib) PNG figures into ``out``; returns the files written."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "fm_certify.json", out / "fm_certify.md"]
-    files[0].write_text(json.dumps(result.to_dict(), indent=2))
-    files[1].write_text("# FM certification on ML-100K\n\n" + result.data + "\n\n" +
-                        render_text(result, markdown=True) + "\n")
-    if not have_matplotlib():
-        return files
-    qs = list(result.config.eval_qs)
-    models = list(dict.fromkeys(r["model"] for r in result.shares))
-    def share(model, method, key):
-        return [next((r[key] for r in result.shares if r["model"] == model and r["method"] == method and r["q"] == q),
-                     float("nan")) for q in qs]
-    files.append(line_chart(out / "fig4_non_robust.png", qs, {m: share(m, "best", "non-robust") for m in models},
-                            title="Certified non-robust (greedy)", xlabel="budget q", ylabel="instances", percent=True))
-    files.append(line_chart(out / "fig5_robust.png", qs, {m: share(m, "best", "robust") for m in models},
-                            title="Certified robust (best bound)", xlabel="budget q", ylabel="instances", percent=True))
-    for model in models:
-        for method in result.config.methods:
-            r, nr = share(model, method, "robust"), share(model, method, "non-robust")
-            if any(np.isnan(r)):
-                continue
-            files.append(stacked_shares(out / f"fig6_{model}_{method}.png", qs, r, nr,
-                                        title=f"{model}: {method}"))
-    aq = list(result.config.attack_qs)
-    for model in models:
-        rows = [a for a in result.attacks if a["model"] == model]
-        files.append(grouped_bars(out / f"fig2_{model}.png", [str(q) for q in aq],
-                                  {"greedy": [a["greedy"] for a in rows], "random": [a["random"] for a in rows]},
-                                  title=f"{model}: injection success", xlabel="injected interactions q",
-                                  ylabel="labels flipped"))
-    return files

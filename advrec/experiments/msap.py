@@ -21,7 +21,7 @@ import copy
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -37,6 +37,7 @@ from ..metrics import group_means, item_fairness, mad_rating, per_item_ndcg, use
 from ..models import MF, Random
 from ..training import Trainer, train_amf
 from .baseline import BPRSettings
+from .records import TrainingRecord, config_from_dict, config_to_dict, number, numbers
 
 #: Table 1 columns: our metric name -> the paper's.
 TABLE1_METRICS = ("PR", "RE", "nDCG", "EFD", "SE", "ICov")
@@ -115,7 +116,104 @@ class MSAPConfig(BPRSettings):
                              "the acceptance check reads the Figure 1 curve")
 
 
-@dataclass
+#: the key order of ``config`` in the committed reports (msap.json), kept so they stay byte-identical
+_CONFIG_ORDER = ("dataset", "data_path", "data_format", "seeds", "dim", "init_std", "lr", "l2", "batch_size",
+                 "epochs", "patience", "valid_metric", "amf_epochs", "amf_patience", "amf_eps", "amf_lam", "eps",
+                 "alpha", "norm", "steps", "curve_every", "sweep_eps", "sweep_steps", "accept_steps", "k",
+                 "threads", "progress")
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """One grouping (item popularity, user gender, user activity) under one condition: nDCG@k per
+    group (C1 first) and the fairness measures (``GCE_f0``, ``GCE_f<j>``, ``MADr``, ``MADR``)."""
+
+    nDCG: List[float]
+    fairness: Dict[str, float]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"nDCG": self.nDCG, **self.fairness}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "GroupRecord":
+        return cls(d["nDCG"], {k: v for k, v in d.items() if k != "nDCG"})
+
+
+@dataclass(frozen=True)
+class ConditionRecord:
+    """One model under one condition (clean, random, FGSM, BIM, PGD): the Table 1 metrics (and HR)
+    and, per grouping, Tables 2-3."""
+
+    metrics: Dict[str, float]
+    groups: Dict[str, GroupRecord]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"metrics": self.metrics, "groups": {k: g.to_dict() for k, g in self.groups.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ConditionRecord":
+        return cls(d["metrics"], {k: GroupRecord.from_dict(g) for k, g in d["groups"].items()})
+
+
+@dataclass(frozen=True)
+class AttackCurve:
+    """Figure 1 for one iterative attack: the iterations measured (0 = clean) and each light
+    metric after them."""
+
+    step: List[int]
+    metrics: Dict[str, List[float]]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"step": self.step, **self.metrics}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AttackCurve":
+        return cls(d["step"], {k: v for k, v in d.items() if k != "step"})
+
+
+@dataclass(frozen=True)
+class MSAPModelRecord:
+    """One model of one seed: every condition, the BIM/PGD curves, the eps sweep (attack ->
+    metric -> one value per ``sweep_eps``) and the seconds all its attacks took."""
+
+    conditions: Dict[str, ConditionRecord]
+    curves: Dict[str, AttackCurve]
+    sweep: Dict[str, Dict[str, List[float]]]
+    attack_seconds: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"conditions": {k: c.to_dict() for k, c in self.conditions.items()},
+                "curves": {k: c.to_dict() for k, c in self.curves.items()}, "sweep": self.sweep,
+                "attack_seconds": self.attack_seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MSAPModelRecord":
+        return cls({k: ConditionRecord.from_dict(c) for k, c in d["conditions"].items()},
+                   {k: AttackCurve.from_dict(c) for k, c in d["curves"].items()}, d["sweep"], d["attack_seconds"])
+
+
+@dataclass(frozen=True)
+class MSAPSeed:
+    """Everything one seed measured: how each model trained, each model's record, and the
+    random recommender's light metrics (the floor of the figures)."""
+
+    seed: int
+    training: Dict[str, TrainingRecord]
+    models: Dict[str, MSAPModelRecord]
+    random_recommender: Dict[str, float]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"seed": self.seed, "training": {k: t.to_dict() for k, t in self.training.items()},
+                "models": {k: m.to_dict() for k, m in self.models.items()},
+                "random_recommender": self.random_recommender}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MSAPSeed":
+        return cls(d["seed"], {k: TrainingRecord.from_dict(t) for k, t in d["training"].items()},
+                   {k: MSAPModelRecord.from_dict(m) for k, m in d["models"].items()}, d["random_recommender"])
+
+
+@dataclass(frozen=True)
 class MSAPResult:
     """Per-seed records (plain numbers, JSON-ready) and the run's context; ``msap_report``
     aggregates them (mean and standard deviation over seeds) into the tables and figures."""
@@ -123,13 +221,20 @@ class MSAPResult:
     config: MSAPConfig
     data: str = ""
     group_names: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
-    seeds: List[Dict[str, Any]] = field(default_factory=list)
+    seeds: List[MSAPSeed] = field(default_factory=list)
     seconds: float = float("nan")
 
-    def to_dict(self) -> dict:
-        return {"config": asdict(self.config), "data": self.data,
+    def to_dict(self) -> Dict[str, Any]:
+        return {"config": config_to_dict(self.config, _CONFIG_ORDER), "data": self.data,
                 "group_names": {k: list(v) for k, v in self.group_names.items()},
-                "seeds": self.seeds, "seconds": self.seconds}
+                "seeds": [s.to_dict() for s in self.seeds], "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MSAPResult":
+        """From a loaded msap.json (strict JSON: null back to NaN, "inf" to infinity)."""
+        return cls(config=config_from_dict(MSAPConfig, d["config"]), data=d.get("data", ""),
+                   group_names={k: tuple(v) for k, v in d.get("group_names", {}).items()},
+                   seeds=[MSAPSeed.from_dict(numbers(s)) for s in d["seeds"]], seconds=number(d.get("seconds")))
 
 
 # ----------------------------------------------------------------------------- data
@@ -221,14 +326,14 @@ class Measure:
         with np.errstate(invalid="ignore", divide="ignore"):
             return user_mean, np.where(item_count > 0, item_sum / np.maximum(item_count, 1), np.nan)
 
-    def full(self, model, delta=None) -> Dict[str, Any]:
+    def full(self, model, delta=None) -> ConditionRecord:
         res = self._evaluate(model, delta)
         k = self.k
         truth = (np.r_[0, np.cumsum(self.test_counts[res.users])].astype(np.int64), self.test_items)
         per_item = per_item_ndcg(res.topk, truth, self.split.test.n_items, k)
         per_user = res.per_user[f"nDCG@{k}"]
         user_scores, item_scores = self.mean_scores(model, res.users, delta)
-        tables: Dict[str, Any] = {}
+        tables: Dict[str, GroupRecord] = {}
         for name, groups in self.groups.items():
             n = len(groups.names)
             if name == "item_pop":
@@ -240,8 +345,8 @@ class Measure:
                 by_group = group_means(per_user, user_labels, n)
                 fair = user_fairness(res, groups.labels, metric=f"nDCG@{k}", favoured=FAVOURED[name], n_groups=n)
                 fair["MADr"] = mad_rating(user_scores, user_labels, n)
-            tables[name] = {"nDCG": [float(v) for v in by_group], **{m: float(v) for m, v in fair.items()}}
-        return {"metrics": self._metrics(res), "groups": tables}
+            tables[name] = GroupRecord([float(v) for v in by_group], {m: float(v) for m, v in fair.items()})
+        return ConditionRecord(self._metrics(res), tables)
 
 
 # ----------------------------------------------------------------------------- one seed
@@ -260,16 +365,16 @@ def _bar(total: int, desc: str, show: bool):
     return tqdm(total=total, desc=desc, disable=not show, leave=False, file=sys.stderr)
 
 
-def _curve(model, attack, batch, measure: Measure, config: MSAPConfig, clean: Dict[str, Any],
-           bar) -> Tuple[Dict[str, List[float]], Dict[str, Any]]:
+def _curve(model, attack, batch, measure: Measure, config: MSAPConfig, clean: ConditionRecord,
+           bar) -> Tuple[AttackCurve, ConditionRecord]:
     """Figure 1: the light metrics after every ``curve_every``-th iteration (and at
     ``accept_steps``), starting from the clean values; the full measure after the last one."""
-    curve: Dict[str, List[float]] = {"step": [0], **{m: [v] for m, v in clean["metrics"].items()}}
-    final: Dict[str, Any] = {}
+    curve: Dict[str, List[float]] = {"step": [0], **{m: [v] for m, v in clean.metrics.items()}}
+    final: Optional[ConditionRecord] = None
     for step, delta in attack.steps_iter(batch):
         if step == config.steps:
             final = measure.full(model, delta)
-            values: Optional[Dict[str, float]] = final["metrics"]
+            values: Optional[Dict[str, float]] = final.metrics
         elif step % config.curve_every == 0 or step == config.accept_steps:
             values = measure.light(model, delta)
         else:
@@ -279,7 +384,8 @@ def _curve(model, attack, batch, measure: Measure, config: MSAPConfig, clean: Di
             for m, v in values.items():
                 curve[m].append(v)
         bar.update(1)
-    return curve, final
+    assert final is not None, "the attack stopped before config.steps"
+    return AttackCurve(curve["step"], {m: v for m, v in curve.items() if m != "step"}), final
 
 
 def _sweep(model, batch, measure: Measure, config: MSAPConfig, seed: int, bar) -> Dict[str, Dict[str, List[float]]]:
@@ -302,25 +408,26 @@ def _sweep(model, batch, measure: Measure, config: MSAPConfig, seed: int, bar) -
 
 
 def _attack_model(model, batch, measure: Measure, config: MSAPConfig, seed: int, show: bool,
-                  name: str) -> Dict[str, Any]:
+                  name: str) -> MSAPModelRecord:
     """Every condition, curve and sweep point of one model (clean, random noise, FGSM, BIM, PGD)."""
     eps, norm, alpha = config.eps, config.norm, config.alpha
-    out: Dict[str, Any] = {"conditions": {}, "curves": {}}
+    start = time.perf_counter()
+    conditions: Dict[str, ConditionRecord] = {}
+    curves: Dict[str, AttackCurve] = {}
     clean = measure.full(model)
-    out["conditions"]["clean"] = clean
-    out["conditions"]["random"] = measure.full(model, RandomNoise(model, eps, norm=norm, seed=seed)(batch))
-    out["conditions"]["FGSM"] = measure.full(model, FGSM(model, eps, norm=norm)(batch))
+    conditions["clean"] = clean
+    conditions["random"] = measure.full(model, RandomNoise(model, eps, norm=norm, seed=seed)(batch))
+    conditions["FGSM"] = measure.full(model, FGSM(model, eps, norm=norm)(batch))
     for attack_name, attack in (("BIM", BIM(model, eps, alpha, config.steps, norm=norm)),
                                 ("PGD", PGD(model, eps, alpha, config.steps, seed=seed, norm=norm))):
         with _bar(config.steps, f"seed {seed} {name} {attack_name}", show) as bar:
-            out["curves"][attack_name], out["conditions"][attack_name] = _curve(
-                model, attack, batch, measure, config, clean, bar)
+            curves[attack_name], conditions[attack_name] = _curve(model, attack, batch, measure, config, clean, bar)
     with _bar(len(config.sweep_eps), f"seed {seed} {name} eps sweep", show) as bar:
-        out["sweep"] = _sweep(model, batch, measure, config, seed, bar)
-    return out
+        sweep = _sweep(model, batch, measure, config, seed, bar)
+    return MSAPModelRecord(conditions, curves, sweep, time.perf_counter() - start)
 
 
-def _train_bpr(data: MSAPData, config: MSAPConfig, seed: int) -> Tuple[MF, Dict[str, Any]]:
+def _train_bpr(data: MSAPData, config: MSAPConfig, seed: int) -> Tuple[MF, TrainingRecord]:
     inter, split = data.inter, data.split
     model = MF(inter.n_users, inter.n_items, dim=config.dim, init_std=config.init_std, seed=seed)
     trainer = Trainer(optimizer="adam", lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
@@ -328,11 +435,10 @@ def _train_bpr(data: MSAPData, config: MSAPConfig, seed: int) -> Tuple[MF, Dict[
                       threads=config.threads)
     start = time.perf_counter()
     history = trainer.fit(model, split.train, validator(split.valid, exclude=split.train, metric=config.valid_metric))
-    return model, {"epochs": history.epochs, "best_epoch": history.best_epoch + 1,
-                   "seconds": time.perf_counter() - start}
+    return model, TrainingRecord(history.epochs, history.best_epoch + 1, time.perf_counter() - start)
 
 
-def _train_amf(bpr: MF, data: MSAPData, config: MSAPConfig, seed: int) -> Tuple[MF, Dict[str, Any]]:
+def _train_amf(bpr: MF, data: MSAPData, config: MSAPConfig, seed: int) -> Tuple[MF, TrainingRecord]:
     amf = copy.deepcopy(bpr)
     split = data.split
     start = time.perf_counter()
@@ -341,26 +447,24 @@ def _train_amf(bpr: MF, data: MSAPData, config: MSAPConfig, seed: int) -> Tuple[
                         l2=config.l2, patience=config.amf_patience, seed=seed, progress=config.progress,
                         threads=config.threads,
                         validator=validator(split.valid, exclude=split.train, metric=config.valid_metric))
-    return amf, {"epochs": history.epochs, "best_epoch": history.best_epoch + 1,
-                 "seconds": time.perf_counter() - start}
+    return amf, TrainingRecord(history.epochs, history.best_epoch + 1, time.perf_counter() - start)
 
 
-def _run_seed(data: MSAPData, config: MSAPConfig, seed: int, pretrained: Optional[MF], show: bool) -> Dict[str, Any]:
-    record: Dict[str, Any] = {"seed": seed, "training": {}, "models": {}}
+def _run_seed(data: MSAPData, config: MSAPConfig, seed: int, pretrained: Optional[MF], show: bool) -> MSAPSeed:
+    training: Dict[str, TrainingRecord] = {}
     if pretrained is None:
-        bpr, record["training"]["BPR-MF"] = _train_bpr(data, config, seed)
+        bpr, training["BPR-MF"] = _train_bpr(data, config, seed)
     else:
-        bpr, record["training"]["BPR-MF"] = pretrained, {"pretrained": True}
-    amf, record["training"]["AMF"] = _train_amf(bpr, data, config, seed)
+        bpr, training["BPR-MF"] = pretrained, TrainingRecord(pretrained=True)
+    amf, training["AMF"] = _train_amf(bpr, data, config, seed)
     measure = Measure(data, config.k)
-    record["random_recommender"] = measure.light(Random(data.inter.n_users, data.inter.n_items, seed=seed))
+    random_recommender = measure.light(Random(data.inter.n_users, data.inter.n_items, seed=seed))
     batch = attack_batch(data.split.train, seed)
+    models: Dict[str, MSAPModelRecord] = {}
     for name, model in (("BPR-MF", bpr), ("AMF", amf)):
         model.eval()
-        start = time.perf_counter()
-        record["models"][name] = _attack_model(model, batch, measure, config, seed, show, name)
-        record["models"][name]["attack_seconds"] = time.perf_counter() - start
-    return record
+        models[name] = _attack_model(model, batch, measure, config, seed, show, name)
+    return MSAPSeed(seed, training, models, random_recommender)
 
 
 def run_msap(config: Optional[MSAPConfig] = None, pretrained: Optional[Mapping[int, MF]] = None) -> MSAPResult:
@@ -383,9 +487,7 @@ def run_msap(config: Optional[MSAPConfig] = None, pretrained: Optional[Mapping[i
             raise ValueError(f"pretrained[{seed}] must be an MF over {data.inter.n_users} users x "
                              f"{data.inter.n_items} items")
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
-    result = MSAPResult(config=config, data=data.source,
-                        group_names={name: tuple(g.names) for name, g in data.groups.items()})
-    for seed in config.seeds:
-        result.seeds.append(_run_seed(data, config, seed, pretrained.get(seed), show))
-    result.seconds = time.perf_counter() - start
-    return result
+    seeds = [_run_seed(data, config, seed, pretrained.get(seed), show) for seed in config.seeds]
+    return MSAPResult(config=config, data=data.source,
+                      group_names={name: tuple(g.names) for name, g in data.groups.items()},
+                      seeds=seeds, seconds=time.perf_counter() - start)

@@ -41,6 +41,16 @@ def jsonable(x: Any) -> Any:
     return x
 
 
+def json_text(payload: dict) -> str:
+    """The text of an experiment's ``<stem>.json``: strict JSON of ``payload``, indent 1."""
+    return json.dumps(jsonable(payload), indent=1)
+
+
+def markdown_text(title: str, markdown: str) -> str:
+    """The text of an experiment's ``<stem>.md``: ``# title``, a blank line, then ``markdown``."""
+    return f"# {title}\n\n{markdown}\n"
+
+
 def write_experiment_report(out: Any, stem: str, title: str, payload: dict, markdown: str,
                             draw: Any) -> list:
     """``<stem>.json`` (strict JSON of ``payload``), ``<stem>.md`` (``# title`` then ``markdown``)
@@ -52,8 +62,8 @@ def write_experiment_report(out: Any, stem: str, title: str, payload: dict, mark
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / f"{stem}.json", out / f"{stem}.md"]
-    files[0].write_text(json.dumps(jsonable(payload), indent=1))
-    files[1].write_text(f"# {title}\n\n{markdown}\n")
+    files[0].write_text(json_text(payload))
+    files[1].write_text(markdown_text(title, markdown))
     if have_matplotlib():
         files += draw(out)
     return files
