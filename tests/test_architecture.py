@@ -37,10 +37,12 @@ def is_package(name: str) -> bool:
     return (ROOT.joinpath(*name.split(".")) / "__init__.py").exists()
 
 
+COMPILED = {"advrec._core"}  # a module whether or not this checkout has built it in place
+
+
 def is_module(name: str) -> bool:
     path = ROOT.joinpath(*name.split("."))
-    return is_package(name) or path.with_suffix(".py").exists() or any(
-        path.parent.glob(path.name + ".*.so")) or any(path.parent.glob(path.name + ".*.pyd"))
+    return name in COMPILED or is_package(name) or path.with_suffix(".py").exists()
 
 
 def modules() -> Dict[str, Path]:
