@@ -73,6 +73,13 @@ py::tuple topk_masked(const py::object& scores_obj, int64_t k, const py::object&
   check_ndim(scores, 2, "scores");
   if (k < 0) throw ArgError("k must be >= 0, got " + std::to_string(k));
   const int64_t n_rows = scores.shape(0), n_items = scores.shape(1);
+  // Columns past n_items can only hold padding: refuse a k whose padding alone would take over
+  // 1 GiB instead of trying to allocate it (in double: n_rows * k may overflow int64).
+  if (k > n_items && static_cast<double>(n_rows) * static_cast<double>(k - n_items) * 12.0 >
+                         static_cast<double>(int64_t{1} << 30))
+    throw ArgError("k (" + std::to_string(k) + ") exceeds the " + std::to_string(n_items) +
+                   " items of scores so far that its padding alone would take over 1 GiB for " +
+                   std::to_string(n_rows) + " rows; pass k <= " + std::to_string(n_items));
   Exclusion ex = check_exclusion(excl_indptr, excl_indices, rows, n_rows, n_items);
   I64 out_idx({n_rows, k});
   F32 out_val({n_rows, k});

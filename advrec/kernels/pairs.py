@@ -61,6 +61,22 @@ def _as_cpu_matrix(V: ArrayLike) -> torch.Tensor:
     return t.to(torch.float32).contiguous()
 
 
+_PAD_LIMIT = 1 << 30  # bytes of padding-only output refused rather than allocated
+
+
+def _check_padding(n: int, n_pairs: int, n_row: int) -> None:
+    """Entries past the ``n(n+1)/2`` pairs or ``n - 1`` partners can only hold padding: refuse a
+    count whose padding alone would take over 1 GiB instead of trying to allocate it."""
+    extra_pairs = n_pairs - n * (n + 1) // 2
+    if extra_pairs > 0 and extra_pairs * 48 > _PAD_LIMIT:  # top and bottom: float64 + 2 int64
+        raise ValueError(f"n_pairs ({n_pairs}) exceeds the {n * (n + 1) // 2} pairs of V's {n} rows so far "
+                         f"that its padding alone would take over 1 GiB; pass n_pairs <= {n * (n + 1) // 2}")
+    extra_row = n_row - max(n - 1, 0)
+    if extra_row > 0 and n * extra_row * 32 > _PAD_LIMIT:  # top and bottom: float64 + int64
+        raise ValueError(f"n_row ({n_row}) exceeds the {max(n - 1, 0)} partners of each of V's {n} rows so "
+                         f"far that its padding alone would take over 1 GiB; pass n_row <= {max(n - 1, 0)}")
+
+
 def gram_extremes(V: ArrayLike, n_pairs: int, n_row: int, *,
                   tile_rows: Optional[int] = None) -> GramExtremes:
     """The ``n_pairs`` largest/smallest entries of ``G = V Vᵀ`` over ``i <= j`` and the ``n_row``
@@ -86,6 +102,7 @@ def gram_extremes(V: ArrayLike, n_pairs: int, n_row: int, *,
 
     Vt = _as_cpu_matrix(V)
     n = int(Vt.shape[0])
+    _check_padding(n, n_pairs, n_row)
     if tile_rows is None:
         # Row blocks of a quarter of n compute 5/8 of the full product (a single block computes
         # all of it and ignores the lower half), capped by the memory budget.

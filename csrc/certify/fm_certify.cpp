@@ -7,11 +7,14 @@
 // reported to the caller is sigma times the oriented one.
 #include "certify/fm_certify.h"
 
+#include "omp_guard.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #ifdef ADVREC_OPENMP
@@ -695,22 +698,29 @@ void note_bad_row(int64_t& bad_row, int64_t r) {
 
 void scores(const Problem& pr, double* out, float* sums) {
   Shared sh(pr, 0);
+  OmpGuard guard;
 #ifdef ADVREC_OPENMP
 #pragma omp parallel
 #endif
   {
-    Worker wk(sh);
+    std::unique_ptr<Worker> wkp;
+    guard.run([&] { wkp.reset(new Worker(sh)); });
 #ifdef ADVREC_OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t r = 0; r < pr.m; ++r) {
-      wk.begin(r);
-      out[r] = wk.f;
-      if (sums)
-        for (int64_t c = 0; c < pr.k; ++c) sums[r * pr.k + c] = static_cast<float>(wk.s[c]);
-      wk.end();
+      if (!wkp || guard.failed()) continue;
+      guard.run([&] {
+        Worker& wk = *wkp;
+        wk.begin(r);
+        out[r] = wk.f;
+        if (sums)
+          for (int64_t c = 0; c < pr.k; ++c) sums[r * pr.k + c] = static_cast<float>(wk.s[c]);
+        wk.end();
+      });
     }
   }
+  guard.rethrow();
 }
 
 int64_t certify(const Problem& pr, int64_t q, Method method, int64_t node_budget,
@@ -723,61 +733,68 @@ int64_t certify(const Problem& pr, int64_t q, Method method, int64_t node_budget
   int64_t bad_row = -1;
   const double nan = std::numeric_limits<double>::quiet_NaN();
 
+  OmpGuard guard;
 #ifdef ADVREC_OPENMP
 #pragma omp parallel
 #endif
   {
-    Worker wk(sh);
+    std::unique_ptr<Worker> wkp;
+    guard.run([&] { wkp.reset(new Worker(sh)); });
     const int tid = thread_id();
 #ifdef ADVREC_OPENMP
 #pragma omp for schedule(dynamic, 8)
 #endif
     for (int64_t r = 0; r < m; ++r) {
-      wk.begin(r);
-      out.score[r] = wk.f;
-      out.nodes[r] = 0;
-      out.status[r] = 0;
-      out.bound[r] = method == Method::kGreedy ? nan : 0.0;
-      if (q == 0) {  // only the empty set is allowed
-        out.status[r] = 1;
-        out.bound[r] = 0.0;
-        wk.end();
-        continue;
-      }
-      if (!wk.load_p()) {
-        note_bad_row(bad_row, r);
-        wk.end();
-        continue;
-      }
-      const double tl = wk.tol(q);
-      if (method != Method::kGreedy) {
-        double ob = wk.oriented_bound(q, method);
-        if ((method == Method::kBest || method == Method::kExact) && !wk.clears(ob, tl))
-          ob = std::min(ob, wk.square_bound(q));  // only where the cheaper bounds fall short
-        out.bound[r] = wk.sigma * ob;
-        if (wk.clears(ob, tl)) {
+      if (!wkp || guard.failed()) continue;
+      guard.run([&] {
+        Worker& wk = *wkp;
+        wk.begin(r);
+        out.score[r] = wk.f;
+        out.nodes[r] = 0;
+        out.status[r] = 0;
+        out.bound[r] = method == Method::kGreedy ? nan : 0.0;
+        if (q == 0) {  // only the empty set is allowed
           out.status[r] = 1;
+          out.bound[r] = 0.0;
           wk.end();
-          continue;
+          return;
         }
-      }
-      bool flipped = wk.greedy(q, tl);
-      if (!flipped && method == Method::kExact) {
-        int64_t nodes = 0;
-        const BnB res = wk.branch_and_bound(q, tl, node_budget, nodes);
-        out.nodes[r] = nodes;
-        if (res == BnB::kRobust) out.status[r] = 1;
-        flipped = res == BnB::kFlipped;
-      }
-      if (flipped) {
-        out.status[r] = -1;
-        ftid[r] = tid;
-        wk.record_flip(foff[r], flen[r]);
-      }
-      wk.end();
+        if (!wk.load_p()) {
+          note_bad_row(bad_row, r);
+          wk.end();
+          return;
+        }
+        const double tl = wk.tol(q);
+        if (method != Method::kGreedy) {
+          double ob = wk.oriented_bound(q, method);
+          if ((method == Method::kBest || method == Method::kExact) && !wk.clears(ob, tl))
+            ob = std::min(ob, wk.square_bound(q));  // only where the cheaper bounds fall short
+          out.bound[r] = wk.sigma * ob;
+          if (wk.clears(ob, tl)) {
+            out.status[r] = 1;
+            wk.end();
+            return;
+          }
+        }
+        bool flipped = wk.greedy(q, tl);
+        if (!flipped && method == Method::kExact) {
+          int64_t nodes = 0;
+          const BnB res = wk.branch_and_bound(q, tl, node_budget, nodes);
+          out.nodes[r] = nodes;
+          if (res == BnB::kRobust) out.status[r] = 1;
+          flipped = res == BnB::kFlipped;
+        }
+        if (flipped) {
+          out.status[r] = -1;
+          ftid[r] = tid;
+          wk.record_flip(foff[r], flen[r]);
+        }
+        wk.end();
+      });
     }
-    thread_flips[tid].swap(wk.flips);
+    if (wkp) thread_flips[tid].swap(wkp->flips);
   }
+  guard.rethrow();
   if (bad_row >= 0) return bad_row;
   out.flips_indptr[0] = 0;
   for (int64_t r = 0; r < m; ++r) out.flips_indptr[r + 1] = out.flips_indptr[r] + flen[r];
@@ -798,50 +815,60 @@ int64_t max_q(const Problem& pr, int64_t q_max, Method method, int64_t node_budg
   const bool use_joint = method == Method::kJoint || method == Method::kBest || method == Method::kExact;
   const bool use_square = method == Method::kBest || method == Method::kExact;
 
+  OmpGuard guard;
 #ifdef ADVREC_OPENMP
 #pragma omp parallel
 #endif
   {
-    Worker wk(sh);
-    std::vector<double> paper_pre(static_cast<size_t>(q_max + 1), 0.0);
+    std::unique_ptr<Worker> wkp;
+    std::vector<double> paper_pre;
+    guard.run([&] {
+      wkp.reset(new Worker(sh));
+      paper_pre.assign(static_cast<size_t>(q_max + 1), 0.0);
+    });
 #ifdef ADVREC_OPENMP
 #pragma omp for schedule(dynamic, 8)
 #endif
     for (int64_t r = 0; r < pr.m; ++r) {
-      out[r] = 0;
-      wk.begin(r);
-      if (q_max == 0) {
-        wk.end();
-        continue;
-      }
-      if (!wk.load_p()) {
-        note_bad_row(bad_row, r);
-        wk.end();
-        continue;
-      }
-      if (use_paper) {  // one selection serves every q
-        wk.ts.reset(q_max);
-        wk.ts.push_all(wk.op.data(), nullptr, wk.n);
-        wk.ts.prefix(paper_pre.data());
-      }
-      int64_t best_q = 0;
-      for (int64_t q = 1; q <= q_max; ++q) {
-        const double tl = wk.tol(q);
-        double ob = kInf;
-        if (use_paper) ob = paper_pre[q] + sh.pair_pre[wk.sidx][q];
-        if (use_joint) ob = std::min(ob, wk.joint_bound(q));
-        if (use_square && !wk.clears(ob, tl)) ob = std::min(ob, wk.square_bound(q));
-        if (!wk.clears(ob, tl)) {
-          if (method != Method::kExact || wk.greedy(q, tl)) break;
-          int64_t nodes = 0;
-          if (wk.branch_and_bound(q, tl, node_budget, nodes) != BnB::kRobust) break;
+      if (!wkp || guard.failed()) continue;
+      guard.run([&] {
+        Worker& wk = *wkp;
+        out[r] = 0;
+        wk.begin(r);
+        if (q_max == 0) {
+          wk.end();
+          return;
         }
-        best_q = q;
-      }
-      out[r] = static_cast<int32_t>(best_q);
-      wk.end();
+        if (!wk.load_p()) {
+          note_bad_row(bad_row, r);
+          wk.end();
+          return;
+        }
+        if (use_paper) {  // one selection serves every q
+          wk.ts.reset(q_max);
+          wk.ts.push_all(wk.op.data(), nullptr, wk.n);
+          wk.ts.prefix(paper_pre.data());
+        }
+        int64_t best_q = 0;
+        for (int64_t q = 1; q <= q_max; ++q) {
+          const double tl = wk.tol(q);
+          double ob = kInf;
+          if (use_paper) ob = paper_pre[q] + sh.pair_pre[wk.sidx][q];
+          if (use_joint) ob = std::min(ob, wk.joint_bound(q));
+          if (use_square && !wk.clears(ob, tl)) ob = std::min(ob, wk.square_bound(q));
+          if (!wk.clears(ob, tl)) {
+            if (method != Method::kExact || wk.greedy(q, tl)) break;
+            int64_t nodes = 0;
+            if (wk.branch_and_bound(q, tl, node_budget, nodes) != BnB::kRobust) break;
+          }
+          best_q = q;
+        }
+        out[r] = static_cast<int32_t>(best_q);
+        wk.end();
+      });
     }
   }
+  guard.rethrow();
   return bad_row;
 }
 

@@ -11,6 +11,8 @@
 // for any number of threads.
 #include "select/pairs.h"
 
+#include "omp_guard.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -354,69 +356,81 @@ bool gram_extremes_update_cpu(const float* tile, int64_t r, int64_t c, int64_t r
   const int64_t jb0 = std::max<int64_t>(row0 + 1 - col0, 0);
   const int64_t n_col_chunks = (t > 0 && jb0 < c) ? (c - jb0 + kColChunk - 1) / kColChunk : 0;
 
+  OmpGuard guard;  // allocations inside the region: an exception is rethrown after it
 #pragma omp parallel if (parallel)
   {
 #pragma omp single
-    {
+    guard.run([&] {
       tops.resize(static_cast<size_t>(thread_count()));
       bots.resize(tops.size());
-    }  // implicit barrier: the vectors are sized before any thread takes its slot
-    PairSelect<true>& ptop = tops[static_cast<size_t>(thread_id())];
-    PairSelect<false>& pbot = bots[static_cast<size_t>(thread_id())];
-    ptop.init(m, s.pair_top_val, s.pair_top_idx);
-    pbot.init(m, s.pair_bot_val, s.pair_bot_idx);
+    });  // implicit barrier: the vectors are sized before any thread takes its slot
+    PairSelect<true>* top_slot = nullptr;
+    PairSelect<false>* bot_slot = nullptr;
+    if (!guard.failed())
+      guard.run([&] {
+        top_slot = &tops[static_cast<size_t>(thread_id())];
+        bot_slot = &bots[static_cast<size_t>(thread_id())];
+        top_slot->init(m, s.pair_top_val, s.pair_top_idx);
+        bot_slot->init(m, s.pair_bot_val, s.pair_bot_idx);
+      });
+    const bool ready = top_slot && bot_slot && !guard.failed();
 
     // Pass 1: tile row a is G row i; entries j >= i. The ignored entries j < i are only checked
     // for NaN; the others are checked by the scan.
     bool my_nan = false;
 #pragma omp for schedule(dynamic, row_chunk) nowait
     for (int64_t a = 0; a < r; ++a) {
-      const int64_t i = row0 + a;
-      const float* tr = tile + a * c;
-      int64_t q = std::max<int64_t>(i - col0, 0);
-      if (has_nan(tr, std::min(q, c))) my_nan = true;
-      if (q >= c || my_nan) continue;
-      if (col0 + q == i) {  // the diagonal entry: a pair (i, i), not a row partner
-        if (tr[q] != tr[q]) {
-          my_nan = true;
-          continue;
+      if (!ready || guard.failed()) continue;
+      guard.run([&] {
+        PairSelect<true>& ptop = *top_slot;
+        PairSelect<false>& pbot = *bot_slot;
+        const int64_t i = row0 + a;
+        const float* tr = tile + a * c;
+        int64_t q = std::max<int64_t>(i - col0, 0);
+        if (has_nan(tr, std::min(q, c))) my_nan = true;
+        if (q >= c || my_nan) return;
+        if (col0 + q == i) {  // the diagonal entry: a pair (i, i), not a row partner
+          if (tr[q] != tr[q]) {
+            my_nan = true;
+            return;
+          }
+          ptop.offer(tr[q], i, i);
+          pbot.offer(tr[q], i, i);
+          ++q;
         }
-        ptop.offer(tr[q], i, i);
-        pbot.offer(tr[q], i, i);
-        ++q;
-      }
-      double* rtv = s.row_top_val + i * t;
-      int64_t* rti = s.row_top_idx + i * t;
-      double* rbv = s.row_bot_val + i * t;
-      int64_t* rbi = s.row_bot_idx + i * t;
-      float rup = row_threshold<true>(rtv, rti, t), rdn = row_threshold<false>(rbv, rbi, t);
-      // The row's t-th extremes within this tile bound what its final lists can hold.
-      float kth_top = -kInfF, kth_bot = kInfF;
-      if (t > 0 && c - q >= kRowKthMin && row_kth(tr + q, c - q, t, kth_top, kth_bot)) {
-        rup = std::max(rup, kth_top);
-        rdn = std::min(rdn, kth_bot);
-      }
-      float up = std::min(rup, ptop.thr), dn = std::max(rdn, pbot.thr);
-      auto exact = [&](int64_t qq) {
-        const float v = tr[qq];
-        const int64_t j = col0 + qq;
-        ptop.offer(v, i, j);
-        pbot.offer(v, i, j);
-        if (t > 0) {
-          if (v >= rup && row_insert<true>(rtv, rti, t, v, j))
-            rup = std::max(row_threshold<true>(rtv, rti, t), kth_top);
-          if (v <= rdn && row_insert<false>(rbv, rbi, t, v, j))
-            rdn = std::min(row_threshold<false>(rbv, rbi, t), kth_bot);
+        double* rtv = s.row_top_val + i * t;
+        int64_t* rti = s.row_top_idx + i * t;
+        double* rbv = s.row_bot_val + i * t;
+        int64_t* rbi = s.row_bot_idx + i * t;
+        float rup = row_threshold<true>(rtv, rti, t), rdn = row_threshold<false>(rbv, rbi, t);
+        // The row's t-th extremes within this tile bound what its final lists can hold.
+        float kth_top = -kInfF, kth_bot = kInfF;
+        if (t > 0 && c - q >= kRowKthMin && row_kth(tr + q, c - q, t, kth_top, kth_bot)) {
+          rup = std::max(rup, kth_top);
+          rdn = std::min(rdn, kth_bot);
         }
-        up = std::min(rup, ptop.thr);
-        dn = std::max(rdn, pbot.thr);
-      };
-      scan_range(
-          q, c, [&](int64_t base) { return block_mask(tr + base, up, dn); },
-          [&](int64_t qq) {
-            if (tr[qq] >= up || tr[qq] <= dn) exact(qq);  // the filters may have tightened
-            else if (tr[qq] != tr[qq]) my_nan = true;
-          });
+        float up = std::min(rup, ptop.thr), dn = std::max(rdn, pbot.thr);
+        auto exact = [&](int64_t qq) {
+          const float v = tr[qq];
+          const int64_t j = col0 + qq;
+          ptop.offer(v, i, j);
+          pbot.offer(v, i, j);
+          if (t > 0) {
+            if (v >= rup && row_insert<true>(rtv, rti, t, v, j))
+              rup = std::max(row_threshold<true>(rtv, rti, t), kth_top);
+            if (v <= rdn && row_insert<false>(rbv, rbi, t, v, j))
+              rdn = std::min(row_threshold<false>(rbv, rbi, t), kth_bot);
+          }
+          up = std::min(rup, ptop.thr);
+          dn = std::max(rdn, pbot.thr);
+        };
+        scan_range(
+            q, c, [&](int64_t base) { return block_mask(tr + base, up, dn); },
+            [&](int64_t qq) {
+              if (tr[qq] >= up || tr[qq] <= dn) exact(qq);  // the filters may have tightened
+              else if (tr[qq] != tr[qq]) my_nan = true;
+            });
+      });
     }
     if (my_nan) {
 #pragma omp atomic write
@@ -430,41 +444,51 @@ bool gram_extremes_update_cpu(const float* tile, int64_t r, int64_t c, int64_t r
 
     // Pass 2: tile column q is G row j; partners are the tile rows i < j. up/dn hold the float
     // filters of the chunk's rows, indexed by q - lo.
-    std::vector<float> up(kColChunk), dn(kColChunk);
+    std::vector<float> up, dn;
+    bool ready2 = false;
+    guard.run([&] {
+      up.resize(kColChunk);
+      dn.resize(kColChunk);
+      ready2 = true;
+    });
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ch = 0; ch < (skip_pass2 ? 0 : n_col_chunks); ++ch) {
-      const int64_t lo = jb0 + ch * kColChunk, hi = std::min(lo + kColChunk, c);
-      for (int64_t q = lo; q < hi; ++q) {
-        const int64_t j = col0 + q;
-        up[q - lo] = row_threshold<true>(s.row_top_val + j * t, s.row_top_idx + j * t, t);
-        dn[q - lo] = row_threshold<false>(s.row_bot_val + j * t, s.row_bot_idx + j * t, t);
-      }
-      const float* u = up.data();
-      const float* d = dn.data();
-      const int64_t a_end = std::min(r, col0 + hi - 1 - row0);  // rows i < the chunk's last j
-      for (int64_t a = 0; a < a_end; ++a) {
-        const int64_t i = row0 + a;
-        const float* tr = tile + a * c + lo;  // tr[x] is tile column lo + x
-        const int64_t w = hi - lo;
-        auto exact = [&](int64_t x) {
-          const float v = tr[x];
-          const int64_t j = col0 + lo + x;
-          double* tv = s.row_top_val + j * t;
-          int64_t* ti = s.row_top_idx + j * t;
-          double* bv = s.row_bot_val + j * t;
-          int64_t* bi = s.row_bot_idx + j * t;
-          if (v >= up[x] && row_insert<true>(tv, ti, t, v, i)) up[x] = row_threshold<true>(tv, ti, t);
-          if (v <= dn[x] && row_insert<false>(bv, bi, t, v, i)) dn[x] = row_threshold<false>(bv, bi, t);
-        };
-        scan_range(
-            std::max<int64_t>(0, i + 1 - col0 - lo), w,
-            [&](int64_t base) { return block_mask(tr + base, u + base, d + base); },
-            [&](int64_t x) {
-              if (tr[x] >= u[x] || tr[x] <= d[x]) exact(x);
-            });
-      }
+      if (!ready2 || guard.failed()) continue;
+      guard.run([&] {
+        const int64_t lo = jb0 + ch * kColChunk, hi = std::min(lo + kColChunk, c);
+        for (int64_t q = lo; q < hi; ++q) {
+          const int64_t j = col0 + q;
+          up[q - lo] = row_threshold<true>(s.row_top_val + j * t, s.row_top_idx + j * t, t);
+          dn[q - lo] = row_threshold<false>(s.row_bot_val + j * t, s.row_bot_idx + j * t, t);
+        }
+        const float* u = up.data();
+        const float* d = dn.data();
+        const int64_t a_end = std::min(r, col0 + hi - 1 - row0);  // rows i < the chunk's last j
+        for (int64_t a = 0; a < a_end; ++a) {
+          const int64_t i = row0 + a;
+          const float* tr = tile + a * c + lo;  // tr[x] is tile column lo + x
+          const int64_t w = hi - lo;
+          auto exact = [&](int64_t x) {
+            const float v = tr[x];
+            const int64_t j = col0 + lo + x;
+            double* tv = s.row_top_val + j * t;
+            int64_t* ti = s.row_top_idx + j * t;
+            double* bv = s.row_bot_val + j * t;
+            int64_t* bi = s.row_bot_idx + j * t;
+            if (v >= up[x] && row_insert<true>(tv, ti, t, v, i)) up[x] = row_threshold<true>(tv, ti, t);
+            if (v <= dn[x] && row_insert<false>(bv, bi, t, v, i)) dn[x] = row_threshold<false>(bv, bi, t);
+          };
+          scan_range(
+              std::max<int64_t>(0, i + 1 - col0 - lo), w,
+              [&](int64_t base) { return block_mask(tr + base, u + base, d + base); },
+              [&](int64_t x) {
+                if (tr[x] >= u[x] || tr[x] <= d[x]) exact(x);
+              });
+        }
+      });
     }
   }
+  guard.rethrow();
 
   if (nan_found) {
     for (int l = 0; l < 2; ++l) {

@@ -1,6 +1,8 @@
 // Masked top-k selection and target ranking over score tiles (CPU, OpenMP over rows).
 #include "select/topk.h"
 
+#include "omp_guard.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -49,9 +51,13 @@ inline void mark_row(std::vector<uint8_t>& mask, const int64_t* indptr, const in
 // skipped with one vectorisable test (!(v < threshold) is also true for NaN, so NaN is never
 // skipped); the exclusion mask is only consulted for items that reach the threshold.
 // Returns false when a non-excluded score is NaN (the caller raises).
-bool select_row(const float* s, int64_t n_items, int64_t k, const std::vector<uint8_t>& mask,
+// Only min(k, n_items) entries can be selected; output columns past them are padding.
+inline int64_t selectable(int64_t k, int64_t n_items) { return std::min(k, n_items); }
+
+bool select_row(const float* s, int64_t n_items, int64_t k_out, const std::vector<uint8_t>& mask,
                 bool use_mask, std::vector<Entry>& buf, int64_t* out_idx, float* out_val) {
   constexpr int64_t kBlock = 32;
+  const int64_t k = selectable(k_out, n_items);
   const size_t cap = static_cast<size_t>(2 * k + 8);
   buf.clear();
   bool finite_order = true;
@@ -84,7 +90,7 @@ bool select_row(const float* s, int64_t n_items, int64_t k, const std::vector<ui
   if (static_cast<int64_t>(buf.size()) > k) cut_to_k();
   std::sort(buf.begin(), buf.end(), ranks_before);  // best first
   const int64_t m = static_cast<int64_t>(buf.size());
-  for (int64_t t = 0; t < k; ++t) {
+  for (int64_t t = 0; t < k_out; ++t) {
     if (t < m) {
       out_idx[t] = buf[t].idx;
       out_val[t] = buf[t].val;
@@ -104,20 +110,30 @@ bool topk_masked_cpu(const float* scores, int64_t rows, int64_t n_items, int64_t
   if (rows == 0 || k == 0) return true;
   bool ok = true;
   const bool use_mask = excl_indptr != nullptr;
+  OmpGuard guard;
 #pragma omp parallel reduction(&& : ok)
   {
-    std::vector<uint8_t> mask(use_mask ? n_items : 0, 0);
+    std::vector<uint8_t> mask;
     std::vector<Entry> buf;
-    buf.reserve(static_cast<size_t>(2 * k + 8));
+    bool ready = false;
+    guard.run([&] {
+      mask.assign(use_mask ? n_items : 0, 0);
+      buf.reserve(static_cast<size_t>(2 * selectable(k, n_items) + 8));
+      ready = true;
+    });
 #pragma omp for schedule(dynamic, 16)
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t er = (use_mask && excl_rows) ? excl_rows[r] : r;
-      if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, true);
-      ok = select_row(scores + r * n_items, n_items, k, mask, use_mask, buf, out_idx + r * k,
-                      out_val + r * k) && ok;
-      if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, false);
+      if (!ready || guard.failed()) continue;
+      guard.run([&] {
+        const int64_t er = (use_mask && excl_rows) ? excl_rows[r] : r;
+        if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, true);
+        ok = select_row(scores + r * n_items, n_items, k, mask, use_mask, buf, out_idx + r * k,
+                        out_val + r * k) && ok;
+        if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, false);
+      });
     }
   }
+  guard.rethrow();
   return ok;
 }
 
@@ -129,54 +145,64 @@ bool rank_targets_cpu(const float* scores, int64_t rows, int64_t n_items,
   if (rows == 0) return true;
   const bool use_mask = excl_indptr != nullptr;
   bool ok = true;
+  OmpGuard guard;
 #pragma omp parallel reduction(&& : ok)
   {
-    std::vector<uint8_t> mask(n_items, 0);
+    std::vector<uint8_t> mask;
     std::vector<float> neg;
+    bool ready = false;
+    guard.run([&] {
+      mask.assign(n_items, 0);
+      ready = true;
+    });
 #pragma omp for schedule(dynamic, 16)
     for (int64_t r = 0; r < rows; ++r) {
-      const float* s = scores + r * n_items;
-      const int64_t er = (use_mask && excl_rows) ? excl_rows[r] : r;
-      if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, true);
-      mark_row(mask, tgt_indptr, tgt_indices, r, 2, true);
-      const int64_t t0 = tgt_indptr[r], t1 = tgt_indptr[r + 1];
-      // Like topk_masked: a NaN counts only where the item takes part (not excluded).
-      for (int64_t j = 0; j < n_items; ++j)
-        if (!(mask[j] & 1) && s[j] != s[j]) ok = false;
-      int64_t n_neg = 0;
-      if (t1 - t0 <= 4) {
-        // Few targets: one linear pass per target beats sorting the row.
-        for (int64_t j = 0; j < n_items; ++j) n_neg += mask[j] ? 0 : 1;
-        for (int64_t t = t0; t < t1; ++t) {
-          const float st = s[tgt_indices[t]];
-          int64_t gt = 0, eq = 0;
-          for (int64_t j = 0; j < n_items; ++j) {
-            if (mask[j]) continue;
-            gt += s[j] > st;
-            eq += s[j] == st;
-          }
-          out_greater[t] = gt;
-          out_equal[t] = eq;
-        }
-      } else {
-        neg.clear();
+      if (!ready || guard.failed()) continue;
+      guard.run([&] {
+        const float* s = scores + r * n_items;
+        const int64_t er = (use_mask && excl_rows) ? excl_rows[r] : r;
+        if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, true);
+        mark_row(mask, tgt_indptr, tgt_indices, r, 2, true);
+        const int64_t t0 = tgt_indptr[r], t1 = tgt_indptr[r + 1];
+        // Like topk_masked: a NaN counts only where the item takes part (not excluded).
         for (int64_t j = 0; j < n_items; ++j)
-          if (!mask[j]) neg.push_back(s[j]);
-        std::sort(neg.begin(), neg.end());
-        n_neg = static_cast<int64_t>(neg.size());
-        for (int64_t t = t0; t < t1; ++t) {
-          const float st = s[tgt_indices[t]];
-          auto lo = std::lower_bound(neg.begin(), neg.end(), st);
-          auto hi = std::upper_bound(neg.begin(), neg.end(), st);
-          out_greater[t] = static_cast<int64_t>(neg.end() - hi);
-          out_equal[t] = static_cast<int64_t>(hi - lo);
+          if (!(mask[j] & 1) && s[j] != s[j]) ok = false;
+        int64_t n_neg = 0;
+        if (t1 - t0 <= 4) {
+          // Few targets: one linear pass per target beats sorting the row.
+          for (int64_t j = 0; j < n_items; ++j) n_neg += mask[j] ? 0 : 1;
+          for (int64_t t = t0; t < t1; ++t) {
+            const float st = s[tgt_indices[t]];
+            int64_t gt = 0, eq = 0;
+            for (int64_t j = 0; j < n_items; ++j) {
+              if (mask[j]) continue;
+              gt += s[j] > st;
+              eq += s[j] == st;
+            }
+            out_greater[t] = gt;
+            out_equal[t] = eq;
+          }
+        } else {
+          neg.clear();
+          for (int64_t j = 0; j < n_items; ++j)
+            if (!mask[j]) neg.push_back(s[j]);
+          std::sort(neg.begin(), neg.end());
+          n_neg = static_cast<int64_t>(neg.size());
+          for (int64_t t = t0; t < t1; ++t) {
+            const float st = s[tgt_indices[t]];
+            auto lo = std::lower_bound(neg.begin(), neg.end(), st);
+            auto hi = std::upper_bound(neg.begin(), neg.end(), st);
+            out_greater[t] = static_cast<int64_t>(neg.end() - hi);
+            out_equal[t] = static_cast<int64_t>(hi - lo);
+          }
         }
-      }
-      out_n_neg[r] = n_neg;
-      mark_row(mask, tgt_indptr, tgt_indices, r, 2, false);
-      if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, false);
+        out_n_neg[r] = n_neg;
+        mark_row(mask, tgt_indptr, tgt_indices, r, 2, false);
+        if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, false);
+      });
     }
   }
+  guard.rethrow();
   return ok;
 }
 

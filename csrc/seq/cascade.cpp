@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common.h"
+#include "omp_guard.h"
 
 #ifdef ADVREC_OPENMP
 #include <omp.h>
@@ -262,19 +263,23 @@ std::vector<int64_t> dense_counts(const int64_t* seq, int64_t m, int64_t T, int6
 IdTable hashed_counts(const int64_t* seq, int64_t m, int64_t T, int nt) {
   std::vector<IdTable> local(static_cast<size_t>(nt));
   int team = 1;
+  OmpGuard guard;  // the tables grow inside the region: an exception is rethrown after it
 #pragma omp parallel num_threads(nt)
   {
     const int t = thread_num();
     if (t == 0) team = team_size();
     int64_t lo, hi;
     split_rows(m, t, team_size(), lo, hi);
-    IdTable tab;
-    for (int64_t i = lo; i < hi; ++i) {
-      const int64_t* row = seq + i * T;
-      for (int64_t c = first_item(row, T); c < T; ++c) tab.value(tab.insert(row[c])) += T - c;
-    }
-    local[t] = std::move(tab);
+    guard.run([&] {
+      IdTable tab;
+      for (int64_t i = lo; i < hi; ++i) {
+        const int64_t* row = seq + i * T;
+        for (int64_t c = first_item(row, T); c < T; ++c) tab.value(tab.insert(row[c])) += T - c;
+      }
+      local[t] = std::move(tab);
+    });
   }
+  guard.rethrow();
   if (team == 1) return std::move(local[0]);
   int64_t biggest = 0;
   for (int t = 0; t < team; ++t) biggest = std::max(biggest, local[t].size());

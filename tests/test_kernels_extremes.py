@@ -1,0 +1,88 @@
+"""Extreme arguments never end the process (issue 15): every call runs in a child process, which
+must exit normally, and the call must either work or raise a Python exception that names the
+argument. A C++ exception escaping an OpenMP region (std::terminate, SIGABRT) or an allocation
+the size of k fails these tests with the child's signal."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PRELUDE = """
+import numpy as np, torch
+from advrec import kernels as K
+def expect(fn, *names):
+    try:
+        fn()
+    except (ValueError, IndexError, MemoryError) as err:
+        msg = str(err)
+        assert any(n in msg for n in names) or isinstance(err, MemoryError), msg
+        print("raised", type(err).__name__, msg[:200])
+    else:
+        print("ok")
+"""
+
+
+def run_child(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if any((ROOT / "advrec").glob("_core*")):  # test the source tree when it has a built core
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def assert_survives(code: str, expected_lines: int) -> list:
+    res = run_child(code)
+    assert res.returncode == 0, f"child ended with {res.returncode}:\n{res.stderr[-2000:]}"
+    lines = [line for line in res.stdout.splitlines() if line.startswith(("ok", "raised"))]
+    assert len(lines) == expected_lines, res.stdout + res.stderr
+    return lines
+
+
+def test_huge_k_in_the_selection_kernels_is_an_error_not_an_abort():
+    lines = assert_survives("""
+        s = np.ones((1, 5), np.float32)
+        expect(lambda: K.topk_scores(s, 10**9), "k (1000000000)")
+        expect(lambda: K.topk_scores(s, 2**62), "k (")
+        expect(lambda: K.topk_scores(s, 2**63 - 1), "k (")
+        expect(lambda: K.topk_dot(np.ones((3, 2), np.float32), np.ones((5, 2), np.float32), 10**9), "k (")
+        idx, val = K.topk_scores(np.ones((2, 5), np.float32), 1000)  # padding of a modest k still works
+        assert idx.shape == (2, 1000) and (idx[:, 5:] == -1).all() and np.isneginf(val[:, 5:]).all()
+        print("ok")
+    """, 5)
+    assert [line.split()[0] for line in lines] == ["raised"] * 4 + ["ok"]
+
+
+def test_huge_k_in_evaluate_is_an_error_not_an_abort():
+    assert_survives("""
+        from advrec.data import Interactions
+        from advrec.evaluation import evaluate
+        from advrec.models import MF
+        def log(users, items):
+            return Interactions(user=np.array(users), item=np.array(items), rating=None, timestamp=None,
+                                n_users=3, n_items=4, user_ids=np.arange(3), item_ids=np.arange(4))
+        train, test = log([0, 0, 1, 2], [0, 1, 2, 3]), log([0, 1, 2], [2, 0, 1])
+        model = MF(3, 4, dim=4)
+        expect(lambda: evaluate(model, test, exclude=train, k=(10**9,)), "k (1000000000)")
+    """, 1)
+
+
+def test_huge_counts_in_the_other_kernels_are_errors_not_aborts():
+    assert_survives("""
+        V = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+        expect(lambda: K.gram_extremes(V, 2**62, 1), "n_pairs", "V")
+        expect(lambda: K.gram_extremes(V, 1, 2**62), "n_row", "V")
+        seq = np.array([[-1, 1, 2], [3, 4, 5]], np.int64)
+        expect(lambda: K.cascade_effects(seq, 2**62), "batch_size")
+        expect(lambda: K.cascade_effects(np.array([[2**62, 1]]), 4), "sequences")
+        P, Q = np.ones((3, 2), np.float32), np.ones((4, 2), np.float32)
+        expect(lambda: K.mf_bpr_gradient(P, Q, [2**62], [0], [1]), "users")
+        d = np.zeros((4, 2), np.float32)
+        expect(lambda: K.perturb_step(d, np.ones((4, 2), np.float32), 0.1, 1.0, rows=[2**62]), "rows")
+    """, 6)
