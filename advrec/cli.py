@@ -1,18 +1,171 @@
 """The ``advrec`` command: ``demo`` (baselines, a quick attack, a quick AMR and a quick CAT run),
 ``attack`` (MSAP: FGSM/BIM/PGD against BPR-MF and AMF), ``run amr`` (VBPR/AMR with feature
 perturbations), ``run cat`` (SASRec/GRU4Rec with cascade-guided adversarial training),
-``certify`` (FM certification), ``info`` (the build)."""
+``certify`` (FM certification), ``info`` (the build).
+
+Every argument is checked before any work (the configs' own ``validate()`` included): a bad one
+ends the command with one line on stderr naming it and exit status 2. No flag may be abbreviated."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from ._logging import show_reports
+from .data.datasets import FORMATS, guess_format
 
 if TYPE_CHECKING:  # the command imports its experiments lazily, so `advrec --help` stays fast
     from .models import MF
+
+# ----------------------------------------------------------------------------- argument checks
+#
+# Every argument is checked before any work starts (no data loaded, nothing trained): a bad one
+# ends the command with one line on stderr naming it and exit status 2, never a traceback after
+# the run. ``main`` runs the command's check, which builds the experiment's config and calls its
+# own ``validate()``; the command then runs on that config.
+
+#: seeds go to numpy's legacy generator (``np.random.seed``: below 2**32, and the experiments add
+#: one for a second phase) and to torch: a non-negative int32 is valid everywhere
+SEED_MAX = 2**31 - 1
+#: counts (epochs, iterations, nodes) reach int64 code (numpy, the C++ bindings)
+COUNT_MAX = 2**63 - 1
+#: the tables are float32: a larger magnitude becomes inf
+FLOAT32_MAX = 3.4028234663852886e38
+#: ``demo --sampled``: the demo runs on ML-100K (1,682 items); the sampled cases are drawn in
+#: tiles of [1024, 1 + N] ids, so N is bounded to keep them small (more than the catalogue = all items)
+SAMPLED_MAX = 10_000
+#: the formats of ``advrec.data.load_file`` (--format)
+DATA_FORMATS = FORMATS
+
+
+class ArgumentRefused(Exception):
+    """A bad command-line argument; the message names it (``--flag ...``)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviations (``--q`` is not ``--quick``), and argparse's own errors (a non-number,
+    an unknown choice, an unknown flag) in one line on stderr, exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_count(value: Optional[int], flag: str, minimum: Optional[int] = 1, maximum: int = COUNT_MAX) -> None:
+    """``minimum`` None: the config's ``validate()`` checks the lower bound."""
+    if value is None:
+        return
+    if minimum is not None and value < minimum:
+        raise ArgumentRefused(f"{flag} must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise ArgumentRefused(f"{flag} must be at most {maximum}, got {value}")
+
+
+def _check_seeds(seeds: Optional[Sequence[int]], flag: str) -> None:
+    if seeds is None:
+        return
+    for s in seeds:
+        if not 0 <= s <= SEED_MAX:
+            raise ArgumentRefused(f"{flag}: a seed must be an int in [0, {SEED_MAX}], got {s}")
+    if len(set(seeds)) != len(seeds):
+        raise ArgumentRefused(f"{flag}: seeds must be distinct, got {' '.join(map(str, seeds))}")
+
+
+def _check_float(value: Optional[float], flag: str) -> None:
+    """The magnitude bound; NaN, inf and the sign are the config's ``validate()``'s to refuse."""
+    if value is not None and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+        raise ArgumentRefused(f"{flag} must be at most {FLOAT32_MAX:.4g} in magnitude (float32), got {value:g}")
+
+
+def _validated(make: Callable[[], Any], flags: Mapping[str, str]):
+    """``make()``'s config after its ``validate()``; a ValueError becomes ArgumentRefused, led by
+    the flag of the config field it names (``flags``: field -> flag)."""
+    try:
+        config = make()
+        config.validate()
+    except ValueError as err:
+        msg = str(err)
+        field = msg.split(" ", 1)[0].split(":", 1)[0]
+        raise ArgumentRefused(f"{flags[field]}: {msg}" if field in flags else msg) from None
+    return config
+
+
+def _check_data(args: argparse.Namespace) -> None:
+    """--data: an existing, readable file or directory whose format is given or can be told from
+    its name; --format only with --data."""
+    if args.data is None:
+        if args.format is not None:
+            raise ArgumentRefused("--format applies to --data (the format of your file); give --data PATH too")
+        return
+    p = Path(args.data)
+    if not args.data:
+        raise ArgumentRefused("--data: the path is empty")
+    if not p.exists():
+        raise ArgumentRefused(f"--data: {p}: no such file or directory")
+    if not os.access(p, os.R_OK) or (p.is_dir() and not os.access(p, os.X_OK)):
+        raise ArgumentRefused(f"--data: {p}: not readable")
+    if args.format is None:
+        try:
+            guess_format(p)
+        except ValueError:
+            what = "directory" if p.is_dir() else "file"
+            raise ArgumentRefused(f"--data: cannot tell the format of {what} {p.name}; pass --format "
+                                  f"(one of {', '.join(DATA_FORMATS)})") from None
+
+
+def _check_features(path: Optional[str]) -> None:
+    if path is None:
+        return
+    p = Path(path)
+    if not path or not p.is_file():
+        raise ArgumentRefused(f"--features: {p}: no such file" if path else "--features: the path is empty")
+    if p.suffix.lower() not in (".npy", ".npz"):
+        raise ArgumentRefused(f"--features: {p}: expected a .npy or .npz file")
+    if not os.access(p, os.R_OK):
+        raise ArgumentRefused(f"--features: {p}: not readable")
+
+
+def _check_out(path: Optional[str], names: Sequence[str] = ()) -> None:
+    """--out: a writable directory, or a path one can be created at (its nearest existing
+    ancestor a writable directory); ``names``, the files the command writes there, must not be
+    directories."""
+    if path is None:
+        return
+    if not path:
+        raise ArgumentRefused("--out: the path is empty")
+    out = Path(path)
+    if out.exists():
+        if not out.is_dir():
+            raise ArgumentRefused(f"--out: {out} exists and is not a directory")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ArgumentRefused(f"--out: directory {out} is not writable")
+        for name in names:
+            if (out / name).is_dir():
+                raise ArgumentRefused(f"--out: {out / name} is a directory; the command writes a file there")
+        return
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ArgumentRefused(f"--out: cannot create directory {out}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArgumentRefused(f"--out: cannot create directory {out}: {parent} is not writable")
+
+
+def _progress(args: argparse.Namespace) -> Optional[bool]:
+    return None if not args.no_progress else False
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -26,12 +179,43 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_demo(args: argparse.Namespace) -> Dict[str, Any]:
+    """The baseline's config and those of the quick parts the demo runs (None: skipped)."""
+    from .experiments.amr import AMRConfig
+    from .experiments.baseline import BaselineConfig
+    from .experiments.cat import CATConfig
+    from .experiments.msap import MSAPConfig
+
+    _check_count(args.epochs, "--epochs")
+    _check_seeds([args.seed], "--seed")
+    _check_count(args.sampled, "--sampled", minimum=0, maximum=SAMPLED_MAX)
+    flags = {"seeds": "--seed", "epochs": "--epochs", "amr_epochs": "--epochs", "adv_epochs": "--epochs"}
+    quick_amr = AMRConfig.quick()
+    configs: Dict[str, Any] = {
+        "baseline": BaselineConfig(epochs=args.epochs, seed=args.seed, sampled_negatives=args.sampled or None,
+                                   progress=_progress(args)),
+        "attack": None if args.no_attack else _validated(lambda: MSAPConfig.quick(
+            seeds=(args.seed,), sweep_eps=(), progress=_progress(args)), flags),
+        "amr": None if args.no_amr else _validated(lambda: AMRConfig.quick(
+            seeds=(args.seed,), baselines=False, curve_epochs=0, sweep_eps=(),
+            epochs=min(quick_amr.epochs, args.epochs), amr_epochs=min(quick_amr.amr_epochs, args.epochs),
+            progress=_progress(args)), flags),
+        # 40 + 4 epochs instead of --quick's 60 + 6 keep this part near 90 s on 2 cores (SASRec at T = 50,
+        # one thread: ~1.3 s per base epoch, ~4 s per adv_cas epoch, ~7 s for the substitutions)
+        "cat": None if args.no_cat else _validated(lambda: CATConfig.quick(
+            seeds=(args.seed,), models=("SASRec",), methods=("adv_cas",), last_k=(1,), epochs=min(40, args.epochs),
+            adv_epochs=min(4, args.epochs), progress=_progress(args)), flags),
+    }
+    _check_out(args.out, ("demo.json", "demo.md"))
+    return configs
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .experiments.baseline import METRIC_COLUMNS, BaselineConfig, run_baseline
+    from .experiments.baseline import METRIC_COLUMNS, run_baseline
     from .report import format_table
 
-    config = BaselineConfig(epochs=args.epochs, seed=args.seed, sampled_negatives=args.sampled or None,
-                            progress=None if not args.no_progress else False)
+    configs = args.config
+    config = configs["baseline"]
     start = time.perf_counter()
     result = run_baseline(config)
     print(f"\nadvrec demo: {config.dataset}, implicit feedback, leave-one-out by time, full ranking "
@@ -40,9 +224,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(format_table(table_rows, ["model", *METRIC_COLUMNS, "train_s"]))
     print(f"\nBPR-MF best epoch {result.best_epoch + 1}, trained in {result.train_seconds:.1f} s; "
           f"whole demo {time.perf_counter() - start:.1f} s")
-    attack_rows = [] if args.no_attack else _demo_attack(args, result.model)
-    amr_rows = [] if args.no_amr else _demo_amr(args)
-    cat_rows = [] if args.no_cat else _demo_cat(args)
+    attack_rows = [] if configs["attack"] is None else _demo_attack(configs["attack"], result.model)
+    amr_rows = [] if configs["amr"] is None else _demo_amr(configs["amr"])
+    cat_rows = [] if configs["cat"] is None else _demo_cat(configs["cat"])
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -57,14 +241,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_attack(args: argparse.Namespace, model: "MF") -> List[Dict[str, object]]:
+def _demo_attack(config, model: "MF") -> List[Dict[str, object]]:
     """The quick MSAP run on the BPR-MF the demo just trained: AMF, then FGSM/BIM/PGD and random noise."""
-    from .experiments.msap import CONDITIONS, MODELS, MSAPConfig, run_msap
+    from .experiments.msap import CONDITIONS, MODELS, run_msap
     from .report import format_table
 
-    config = MSAPConfig.quick(seeds=(args.seed,), sweep_eps=(), progress=None if not args.no_progress else False)
     start = time.perf_counter()
-    record = run_msap(config, pretrained={args.seed: model}).seeds[0]
+    seed = config.seeds[0]
+    record = run_msap(config, pretrained={seed: model}).seeds[0]
     rows = []
     for name in MODELS:
         for cond in CONDITIONS:
@@ -79,21 +263,17 @@ def _demo_attack(args: argparse.Namespace, model: "MF") -> List[Dict[str, object
     return rows
 
 
-def _demo_amr(args: argparse.Namespace) -> List[Dict[str, object]]:
+def _demo_amr(config) -> List[Dict[str, object]]:
     """The quick AMR run: VBPR and AMR on the ML-100K text features, clean and under feature
     perturbations (skipped, with the reason, when the ``content`` extra is not installed)."""
     from .data.content import content_extra_available
-    from .experiments.amr import AMRConfig, run_amr
+    from .experiments.amr import run_amr
     from .experiments.amr_report import table3
     from .report import format_table
 
     if not content_extra_available():
         print('\nAMR demo skipped: the text features need the content extra (pip install "advrec[content]")')
         return []
-    quick = AMRConfig.quick()
-    config = AMRConfig.quick(seeds=(args.seed,), baselines=False, curve_epochs=0, sweep_eps=(),
-                             epochs=min(quick.epochs, args.epochs), amr_epochs=min(quick.amr_epochs, args.epochs),
-                             progress=None if not args.no_progress else False)
     start = time.perf_counter()
     result = run_amr(config)
     record = result.seeds[0]
@@ -111,17 +291,12 @@ def _demo_amr(args: argparse.Namespace) -> List[Dict[str, object]]:
     return rows + drops
 
 
-def _demo_cat(args: argparse.Namespace) -> List[Dict[str, object]]:
+def _demo_cat(config) -> List[Dict[str, object]]:
     """The quick CAT run: SASRec trained plainly, then on with cascade-guided adversarial training,
     clean and with the last history item replaced adversarially (seed ``--seed``)."""
-    from .experiments.cat import CATConfig, run_cat
+    from .experiments.cat import run_cat
     from .report import format_table
 
-    # 40 + 4 epochs instead of --quick's 60 + 6 keep this part near 90 s on 2 cores (SASRec at T = 50,
-    # one thread: ~1.3 s per base epoch, ~4 s per adv_cas epoch, ~7 s for the substitutions)
-    config = CATConfig.quick(seeds=(args.seed,), models=("SASRec",), methods=("adv_cas",), last_k=(1,),
-                             epochs=min(40, args.epochs), adv_epochs=min(4, args.epochs),
-                             progress=None if not args.no_progress else False)
     start = time.perf_counter()
     result = run_cat(config)
     methods = result.seeds[0].models["SASRec"].methods
@@ -143,48 +318,100 @@ def _demo_cat(args: argparse.Namespace) -> List[Dict[str, object]]:
 #: flags of ``advrec run`` that only one experiment reads (``None`` when not given)
 _RUN_ONLY = {"amr": ("amr_eps", "amr_lam", "cold_share", "features"),
              "cat": ("models", "eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs")}
+#: config field -> the flag that sets it, for the config's own ``validate()`` messages
+_RUN_FLAGS = {"seeds": "--seeds", "models": "--models", "eps": "--eps", "lam1": "--lam1", "lam2": "--lam2",
+              "epochs": "--epochs", "adv_epochs": "--adv-epochs", "max_len": "--max-len", "last_k": "--max-len",
+              "amr_eps": "--amr-eps", "amr_lam": "--amr-lam", "cold_share": "--cold-share", "data_path": "--data",
+              "data_format": "--format", "features_path": "--features"}
+_ATTACK_FLAGS = {"seeds": "--seeds", "eps": "--eps", "steps": "--steps", "accept_steps": "--steps",
+                 "norm": "--norm", "data_path": "--data", "data_format": "--format"}
+
+
+def _check_run(args: argparse.Namespace):
+    """The flags of the other experiment, the counts, seeds and float bounds, the config's own
+    ``validate()``, then the files (--data, --features, --out)."""
+    for other, names in _RUN_ONLY.items():
+        given = [n for n in names if other != args.experiment and getattr(args, n) is not None]
+        if given:
+            raise ArgumentRefused(f"{', '.join(_flag(n) for n in given)} only appl{'y' if len(given) > 1 else 'ies'} "
+                                  f"to `advrec run {other}`")
+    _check_count(args.epochs, "--epochs")
+    for name in ("adv_epochs", "max_len"):
+        _check_count(getattr(args, name), _flag(name), minimum=None)
+    _check_seeds(args.seeds, "--seeds")
+    for name in ("eps", "lam1", "lam2", "amr_eps", "amr_lam", "cold_share"):
+        _check_float(getattr(args, name), _flag(name))
+    config = _validated(lambda: (_cat_config if args.experiment == "cat" else _amr_config)(args), _RUN_FLAGS)
+    _check_data(args)
+    if args.experiment == "amr":
+        _check_features(args.features)
+        if args.features is None:
+            from .data.content import content_extra_available
+
+            if not content_extra_available():
+                raise ArgumentRefused('the ML-100K text features need the content extra (pip install '
+                                      '"advrec[content]"); or pass your item features with --features')
+    _check_out(args.out, (f"{args.experiment}.json", f"{args.experiment}.md"))
+    return config
 
 
 def _cat_config(args: argparse.Namespace):
     from .experiments.cat import CATConfig
 
-    overrides = dict(progress=None if not args.no_progress else False, data_path=args.data,
-                     data_format=args.format)
+    if args.models is not None and len(set(args.models)) != len(args.models):
+        raise ArgumentRefused(f"--models: each model once, got {' '.join(args.models)}")
+    overrides: Dict[str, Any] = dict(progress=_progress(args), data_path=args.data, data_format=args.format)
     for name in ("eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     for name in ("seeds", "models"):
         if getattr(args, name) is not None:
             overrides[name] = tuple(getattr(args, name))
-    config = CATConfig.quick(**overrides) if args.quick else CATConfig(**overrides)
-    config.validate()
-    return config
+    make = CATConfig.quick if args.quick else CATConfig
+    if args.max_len is not None:
+        # the substitutions replace the last K of T items: keep the K that fit a shorter T
+        overrides["last_k"] = tuple(k for k in make().last_k if k <= args.max_len) or (1,)
+    return make(**overrides)
 
 
-def _run_config(args: argparse.Namespace):
+def _amr_config(args: argparse.Namespace):
     from .experiments.amr import AMRConfig
 
-    overrides = dict(progress=None if not args.no_progress else False, data_path=args.data,
-                     data_format=args.format, features_path=args.features)
+    overrides: Dict[str, Any] = dict(progress=_progress(args), data_path=args.data, data_format=args.format,
+                                     features_path=args.features)
     for name in ("amr_eps", "amr_lam", "cold_share"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.seeds is not None:
         overrides["seeds"] = tuple(args.seeds)
-    config = AMRConfig.quick(**overrides) if args.quick else AMRConfig(**overrides)
-    config.validate()
-    return config
+    return AMRConfig.quick(**overrides) if args.quick else AMRConfig(**overrides)
 
 
-def _experiment(args: argparse.Namespace, label: str, what: str, make_config, run, report) -> int:
-    """Validate the config (exit 2 with the reason), run, print the report, write it with --out."""
+def _input_error_flag(args: argparse.Namespace, err: ValueError) -> Optional[str]:
+    """The flag whose file an error of the run is about, or None."""
+    msg = str(err)
+    for flag, field, path in (("--data", "data_path", args.data), ("--features", "features_path",
+                                                                    getattr(args, "features", None))):
+        if path is not None and (msg.startswith(field + ":") or msg.startswith(str(Path(path)) + ":")):
+            return flag
+    return None
+
+
+def _experiment(args: argparse.Namespace, what: str, run, report) -> int:
+    """Run on the checked config, print the report, write it with --out."""
+    from .data import FormatError
+
     try:
-        config = make_config(args)
+        result = run(args.config)
     except ValueError as err:
-        print(f"advrec {label}: error: {err}", file=sys.stderr)
+        # what is wrong inside --data / --features shows only when they are read: a FormatError,
+        # or a ValueError that names the setting or the file (``data_path: ...``, ``<path>: ...``)
+        flag = _input_error_flag(args, err)
+        if flag is None and not isinstance(err, FormatError):
+            raise
+        print(f"{args.prog}: error: {flag or '--data'}: {err}", file=sys.stderr)
         return 2
-    result = run(config)
-    print(f"\nadvrec {label}: {what} on {result.data}")
+    print(f"\n{args.prog}: {what} on {result.data}")
     print(report.render_text(result))
     if args.out:
         files = report.write_report(result, Path(args.out))
@@ -193,35 +420,36 @@ def _experiment(args: argparse.Namespace, label: str, what: str, make_config, ru
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    for other, names in _RUN_ONLY.items():
-        given = [n for n in names if other != args.experiment and getattr(args, n) is not None]
-        if given:
-            flags = ", ".join("--" + n.replace("_", "-") for n in given)
-            print(f"advrec run {args.experiment}: error: {flags} only apply to `advrec run {other}`", file=sys.stderr)
-            return 2
     if args.experiment == "cat":
         from .experiments import cat_report
         from .experiments.cat import run_cat
 
-        return _experiment(args, "run cat", "SASRec/GRU4Rec with cascade-guided adversarial training", _cat_config,
-                           run_cat, cat_report)
+        return _experiment(args, "SASRec/GRU4Rec with cascade-guided adversarial training", run_cat, cat_report)
     from .experiments import amr_report
     from .experiments.amr import run_amr
 
-    return _experiment(args, f"run {args.experiment}", "VBPR and AMR", _run_config, run_amr, amr_report)
+    return _experiment(args, "VBPR and AMR", run_amr, amr_report)
 
 
-def _attack_config(args: argparse.Namespace):
+def _check_attack(args: argparse.Namespace):
     from .experiments.msap import MSAPConfig
 
-    overrides = dict(progress=None if not args.no_progress else False, norm=args.norm, eps=args.eps,
-                     data_path=args.data, data_format=args.format)
+    _check_seeds(args.seeds, "--seeds")
+    _check_count(args.steps, "--steps")
+    _check_float(args.eps, "--eps")
+    overrides: Dict[str, Any] = dict(progress=_progress(args), norm=args.norm, eps=args.eps, data_path=args.data,
+                                     data_format=args.format)
     if args.seeds is not None:
         overrides["seeds"] = tuple(args.seeds)
+    make = MSAPConfig.quick if args.quick else MSAPConfig
     if args.steps is not None:
         overrides["steps"] = args.steps
-    config = MSAPConfig.quick(**overrides) if args.quick else MSAPConfig(**overrides)
-    config.validate()
+        # the acceptance check reads BIM/PGD on the Figure 1 curve at accept_steps (25) iterations:
+        # with fewer steps it reads the last one
+        overrides["accept_steps"] = min(make().accept_steps, args.steps)
+    config = _validated(lambda: make(**overrides), _ATTACK_FLAGS)
+    _check_data(args)
+    _check_out(args.out, ("msap.json", "msap.md"))
     return config
 
 
@@ -229,20 +457,30 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     from .experiments import msap_report
     from .experiments.msap import run_msap
 
-    return _experiment(args, "attack", "MSAP", _attack_config, run_msap, msap_report)
+    return _experiment(args, "MSAP", run_msap, msap_report)
 
 
-def _cmd_certify(args: argparse.Namespace) -> int:
-    from .experiments.fm_certify import FMCertifyConfig, run_fm_certify
-    from .experiments.fm_certify_report import render_text, write_report
+def _check_certify(args: argparse.Namespace):
+    from .experiments.fm_certify import FMCertifyConfig
 
+    for name in ("epochs", "rt_epochs", "node_budget"):
+        _check_count(getattr(args, name), _flag(name))
+    _check_seeds([args.seed], "--seed")
+    _check_out(args.out, ("fm_certify.json", "fm_certify.md"))
     config = FMCertifyConfig(seed=args.seed, epochs=args.epochs, rt_epochs=args.rt_epochs,
-                             node_budget=args.node_budget, progress=None if not args.no_progress else False)
+                             node_budget=args.node_budget, progress=_progress(args))
     if args.quick:
         config.rt_qs, config.eval_qs, config.attack_qs = (2,), (1, 2, 3, 4), (1, 2)
         config.exact_models = ("FM",)
+    return config
+
+
+def _cmd_certify(args: argparse.Namespace) -> int:
+    from .experiments.fm_certify import run_fm_certify
+    from .experiments.fm_certify_report import render_text, write_report
+
     start = time.perf_counter()
-    result, _ = run_fm_certify(config)
+    result, _ = run_fm_certify(args.config)
     print(f"\nadvrec certify: {result.data}")
     print(render_text(result))
     print(f"\nwhole run {time.perf_counter() - start:.1f} s")
@@ -253,7 +491,7 @@ def _cmd_certify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="advrec", description="Attack, defend, certify and measure recommenders.")
+    parser = _Parser(prog="advrec", description="Attack, defend, certify and measure recommenders.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train and evaluate the baselines on ML-100K and print a results table")
     demo.add_argument("--epochs", type=int, default=300, help="maximum epochs (early stopping decides; default 300)")
@@ -266,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-cat", action="store_true",
                       help="skip the quick SASRec / cascade-guided adversarial training run")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    demo.set_defaults(func=_cmd_demo)
+    demo.set_defaults(func=_cmd_demo, check=_check_demo)
     cert = sub.add_parser("certify", help="train FM, RFM-1 and FM-RT on ML-100K and certify their robustness "
                                           "to injected interactions (Liu et al., SIGIR 2020)")
     cert.add_argument("--epochs", type=int, default=100, help="maximum FM/RFM epochs (early stopping decides)")
@@ -276,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--quick", action="store_true", help="one FM-RT budget (q=2), q=1..4, exact on FM only")
     cert.add_argument("--out", type=str, default=None, help="directory for the JSON/Markdown report and PNG figures")
     cert.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    cert.set_defaults(func=_cmd_certify)
+    cert.set_defaults(func=_cmd_certify, check=_check_certify)
     att = sub.add_parser("attack", help="MSAP on ML-100K: FGSM, BIM and PGD (and random noise) against BPR-MF "
                                         "and AMF, with accuracy, beyond-accuracy and fairness (Anelli et al.)")
     att.add_argument("--quick", action="store_true",
@@ -288,13 +526,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="l2 (default): L2-normalised steps in the L2 ball; linf: sign steps in the box; "
                           "l2-step-linf-clip: the published MSAP code (L2 steps, element-wise clip)")
     att.add_argument("--steps", type=int, default=None,
-                     help="BIM/PGD iterations for Figure 1 and Tables 1-3 (default 150; --quick: 25)")
+                     help="BIM/PGD iterations for Figure 1 and Tables 1-3 (default 150; --quick: 25); the "
+                          "acceptance check reads iteration 25, or the last one when fewer")
     att.add_argument("--data", type=str, default=None, metavar="PATH",
                      help="use your own data instead of ML-100K (ML-1M ratings.dat, Last.fm user_artists.dat, ...)")
-    att.add_argument("--format", type=str, default=None, help="format of --data (default: guessed from the name)")
+    att.add_argument("--format", choices=DATA_FORMATS, default=None,
+                     help="format of --data (default: guessed from the name)")
     att.add_argument("--out", type=str, default=None, help="directory for msap.json, msap.md and the PNG figures")
     att.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    att.set_defaults(func=_cmd_attack)
+    att.set_defaults(func=_cmd_attack, check=_check_attack)
     run = sub.add_parser("run", help="run a paper's experiment: amr = VBPR and AMR with item content features "
                                      "(Tang et al., TKDE 2020) on ML-100K text features or your data; cat = "
                                      "SASRec and GRU4Rec with cascade-guided adversarial training and its "
@@ -324,25 +564,33 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of test cases drawn cold in the cold-item split (0 skips it; default 0.05)")
     run.add_argument("--data", type=str, default=None, metavar="PATH",
                      help="your interactions instead of ML-100K (amr: needs --features; cat: needs timestamps)")
-    run.add_argument("--format", type=str, default=None, help="format of --data (default: guessed from the name)")
+    run.add_argument("--format", choices=DATA_FORMATS, default=None,
+                     help="format of --data (default: guessed from the name)")
     run.add_argument("--features", type=str, default=None, metavar="PATH",
                      help="item features (.npy in item order, or .npz keyed by item id), e.g. CNN image features")
     run.add_argument("--out", type=str, default=None,
                      help="directory for amr.json / cat.json, the Markdown report and the PNG figures")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    run.set_defaults(func=_cmd_run)
+    run.set_defaults(func=_cmd_run, check=_check_run)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
-    info.set_defaults(func=_cmd_info)
+    info.set_defaults(func=_cmd_info, check=lambda args: None)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    for flag in ("epochs", "rt_epochs", "node_budget"):
-        value = getattr(args, flag, None)   # None: not a flag of this command, or not given
-        if value is not None and value < 1:
-            print(f"advrec: error: --{flag.replace('_', '-')} must be >= 1", file=sys.stderr)
-            return 2
+    """Parse, check every argument (exit 2 with one line on stderr naming the bad one, before any
+    work), then run the command on the checked config."""
+    args, extra = build_parser().parse_known_args(argv)
+    args.prog = f"advrec {args.command}" + (f" {args.experiment}" if args.command == "run" else "")
+    if extra:   # named by the subcommand they were given to (argparse names only `advrec`)
+        print(f"{args.prog}: error: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        args.config = args.check(args)
+    except ArgumentRefused as err:
+        print(f"{args.prog}: error: {err}", file=sys.stderr)
+        return 2
+    show_reports()  # the library only has a NullHandler: the command prints its reports
     return int(args.func(args))
 
 

@@ -183,6 +183,8 @@ _FORMATS: dict[str, Callable[..., Loaded]] = {
     "amazon": read_amazon, "csv": read_csv,
     "tsv": lambda path, **kw: read_csv(path, sep=kw.pop("sep", "\t"), **kw),
 }
+FORMATS: tuple[str, ...] = tuple(_FORMATS)
+"""The formats ``load_file`` reads (what ``format=`` and the CLI's ``--format`` accept)."""
 
 
 def load_file(path: str | os.PathLike[str], format: str | None = None, **kw: Any) -> Loaded:
@@ -194,13 +196,16 @@ def load_file(path: str | os.PathLike[str], format: str | None = None, **kw: Any
     """
     p = Path(path)
     if format is None:
-        format = _guess_format(p)
+        format = guess_format(p)
     if format not in _FORMATS:
         raise ValueError(f"load_file: unknown format {format!r}; known: {', '.join(_FORMATS)}")
     return _FORMATS[format](p, **kw)
 
 
-def _guess_format(p: Path) -> str:
+def guess_format(p: str | os.PathLike[str]) -> str:
+    """The format ``load_file`` assumes for a path from its name (or, for a directory, the files
+    in it); ValueError when the name says nothing."""
+    p = Path(p)
     if p.is_dir():
         for fmt, marker in (("ml-1m", "ratings.dat"), ("lastfm", "user_artists.dat"),
                             ("ml-100k", "u.data"), ("ml-100k", "ml-100k.inter")):
