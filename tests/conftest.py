@@ -26,9 +26,13 @@ def reports():
             msgs.append(record.getMessage())
 
     handler = Grab()
-    logging.getLogger("advrec").addHandler(handler)
+    logger = logging.getLogger("advrec")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # the library sets no level (NullHandler only)
+    logger.addHandler(handler)
     yield msgs
-    logging.getLogger("advrec").removeHandler(handler)
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,57 @@
+"""The library's logger follows the library convention (a NullHandler, records propagate to the
+application's handlers); the ``advrec`` command prints the reports on stderr (issue 15)."""
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+
+from advrec import _logging
+
+
+def test_the_library_attaches_only_a_null_handler_in_a_fresh_process():
+    code = ("import logging, advrec; lg = logging.getLogger('advrec'); "
+            "print([type(h).__name__ for h in lg.handlers], lg.propagate, lg.level)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['NullHandler'] True 0"
+
+
+def test_an_application_routes_the_reports_through_its_own_handlers():
+    logger = logging.getLogger("advrec")
+    saved = (logger.propagate, logger.level, list(logger.handlers))
+    for h in list(logger.handlers):  # as in a fresh process: the command's handler off
+        if h.get_name() == "advrec-cli":
+            logger.removeHandler(h)
+    logger.propagate, logger.level = True, logging.NOTSET
+    root, buf = logging.getLogger(), io.StringIO()
+    handler = logging.StreamHandler(buf)
+    root.addHandler(handler)
+    root_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        _logging.report("12 rows removed")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(root_level)
+        logger.propagate, logger.level = saved[0], saved[1]
+        for h in saved[2]:
+            if h not in logger.handlers:
+                logger.addHandler(h)
+    assert buf.getvalue() == "12 rows removed\n"
+
+
+def test_show_reports_prints_once_on_the_current_stderr(capsys):
+    logger = logging.getLogger("advrec")
+    saved = (logger.propagate, logger.level)
+    try:
+        _logging.show_reports()
+        _logging.show_reports()  # idempotent: one handler
+        _logging.report("data from the cache")
+        assert capsys.readouterr().err == "advrec: data from the cache\n"
+        assert sum(h.get_name() == "advrec-cli" for h in logger.handlers) == 1
+    finally:
+        for h in list(logger.handlers):
+            if h.get_name() == "advrec-cli":
+                logger.removeHandler(h)
+        logger.propagate, logger.level = saved
