@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import advrec
 from advrec import _core
 from advrec import kernels as K
 from advrec.attacks import BIM, FGSM, PGD
@@ -235,7 +236,7 @@ def test_thread_count_does_not_change_the_result(tmp_path):
         "c = np.load(d + '/case.npz')\n"
         "loss, gP, gQ = K.mf_bpr_gradient(c['P'], c['Q'], c['u'], c['i'], c['j'])\n"
         "np.savez(d + '/out' + sys.argv[2] + '.npz', loss=loss, gP=gP, gQ=gQ)\n")
-    package_root = Path(K.__file__).resolve().parents[1]  # the advrec these tests import
+    package_root = Path(advrec.__file__).resolve().parents[1]  # the advrec these tests import
     for t in counts:
         env = dict(os.environ, OMP_NUM_THREADS=str(t))
         env["PYTHONPATH"] = os.pathsep.join([str(package_root), env.get("PYTHONPATH", "")])

@@ -10,9 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+import advrec
 
 PRELUDE = """
 import numpy as np, torch
@@ -29,23 +27,25 @@ def expect(fn, *names):
 """
 
 
-def run_child(code: str) -> subprocess.CompletedProcess:
+def run_child(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The child imports the advrec these tests import (the source tree with a built core, or the
+    installed package), from a folder that holds no other ``advrec``."""
     env = dict(os.environ)
-    if any((ROOT / "advrec").glob("_core*")):  # test the source tree when it has a built core
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    package_root = Path(advrec.__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=300, env=env)
+                          text=True, timeout=300, env=env, cwd=cwd)
 
 
-def assert_survives(code: str, expected_lines: int) -> list:
-    res = run_child(code)
+def assert_survives(code: str, expected_lines: int, cwd: Path) -> list:
+    res = run_child(code, cwd)
     assert res.returncode == 0, f"child ended with {res.returncode}:\n{res.stderr[-2000:]}"
     lines = [line for line in res.stdout.splitlines() if line.startswith(("ok", "raised"))]
     assert len(lines) == expected_lines, res.stdout + res.stderr
     return lines
 
 
-def test_huge_k_in_the_selection_kernels_is_an_error_not_an_abort():
+def test_huge_k_in_the_selection_kernels_is_an_error_not_an_abort(tmp_path):
     lines = assert_survives("""
         s = np.ones((1, 5), np.float32)
         expect(lambda: K.topk_scores(s, 10**9), "k (1000000000)")
@@ -55,11 +55,11 @@ def test_huge_k_in_the_selection_kernels_is_an_error_not_an_abort():
         idx, val = K.topk_scores(np.ones((2, 5), np.float32), 1000)  # padding of a modest k still works
         assert idx.shape == (2, 1000) and (idx[:, 5:] == -1).all() and np.isneginf(val[:, 5:]).all()
         print("ok")
-    """, 5)
+    """, 5, tmp_path)
     assert [line.split()[0] for line in lines] == ["raised"] * 4 + ["ok"]
 
 
-def test_huge_k_in_evaluate_is_an_error_not_an_abort():
+def test_huge_k_in_evaluate_is_an_error_not_an_abort(tmp_path):
     assert_survives("""
         from advrec.data import Interactions
         from advrec.evaluation import evaluate
@@ -70,10 +70,10 @@ def test_huge_k_in_evaluate_is_an_error_not_an_abort():
         train, test = log([0, 0, 1, 2], [0, 1, 2, 3]), log([0, 1, 2], [2, 0, 1])
         model = MF(3, 4, dim=4)
         expect(lambda: evaluate(model, test, exclude=train, k=(10**9,)), "k (1000000000)")
-    """, 1)
+    """, 1, tmp_path)
 
 
-def test_huge_counts_in_the_other_kernels_are_errors_not_aborts():
+def test_huge_counts_in_the_other_kernels_are_errors_not_aborts(tmp_path):
     assert_survives("""
         V = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
         expect(lambda: K.gram_extremes(V, 2**62, 1), "n_pairs", "V")
@@ -85,4 +85,4 @@ def test_huge_counts_in_the_other_kernels_are_errors_not_aborts():
         expect(lambda: K.mf_bpr_gradient(P, Q, [2**62], [0], [1]), "users")
         d = np.zeros((4, 2), np.float32)
         expect(lambda: K.perturb_step(d, np.ones((4, 2), np.float32), 0.1, 1.0, rows=[2**62]), "rows")
-    """, 6)
+    """, 6, tmp_path)

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advrec import _core
+import advrec
 from advrec import kernels as K
 
 FIELDS = K.GramExtremes._fields
@@ -211,7 +212,7 @@ def test_thread_count_does_not_change_the_result(tmp_path):
         "V = np.load(d + '/V.npy')\n"
         f"for c, (M, t, tr) in enumerate({cases!r}):\n"
         "    np.savez(d + f'/out{c}.npz', *K.gram_extremes(V, M, t, tile_rows=tr))\n")
-    package_root = Path(K.__file__).resolve().parents[1]  # the advrec these tests import
+    package_root = Path(advrec.__file__).resolve().parents[1]  # the advrec these tests import
     env = dict(os.environ, OMP_NUM_THREADS="3")
     env["PYTHONPATH"] = os.pathsep.join([str(package_root), env.get("PYTHONPATH", "")])
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, cwd=tmp_path,

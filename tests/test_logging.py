@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import advrec
 from advrec import _logging
 
 
-def test_the_library_attaches_only_a_null_handler_in_a_fresh_process():
+def test_the_library_attaches_only_a_null_handler_in_a_fresh_process(tmp_path):
     code = ("import logging, advrec; lg = logging.getLogger('advrec'); "
             "print([type(h).__name__ for h in lg.handlers], lg.propagate, lg.level)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    package_root = Path(advrec.__file__).resolve().parents[1]  # the advrec these tests import
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(package_root), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path, env=env).stdout
     assert out.strip() == "['NullHandler'] True 0"
 
 
