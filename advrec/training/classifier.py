@@ -99,12 +99,13 @@ class ClassifierTrainer:
     ``l2`` adds ``l2 * (‖w_A‖² + ‖V_A‖²)`` for A the distinct features active in the batch (the
     model's ``l2_penalty``); ``weight_decay`` is Adam's, on every parameter. Training stops after
     ``patience`` epochs without a better validation accuracy (None: never) and keeps the best
-    epoch's weights. ``threads`` sets torch's intra-op threads for the fit. Same seed, same numbers.
+    epoch's weights. ``threads`` (default 1; ``None`` keeps torch's count) sets torch's intra-op
+    threads for the fit: at one thread, same seed, same numbers.
     """
 
     def __init__(self, lr: float = 1e-3, epochs: int = 100, batch_size: int = 2048,
                  l2: float = 0.0, weight_decay: float = 0.0, patience: Optional[int] = 5,
-                 seed: int = 0, progress: Optional[bool] = None, threads: Optional[int] = None):
+                 seed: int = 0, progress: Optional[bool] = None, threads: Optional[int] = 1):
         for name, v in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")

@@ -39,12 +39,14 @@ class SequenceTrainer:
     ``batch`` holds ``user`` [b], ``seq``, ``pos``, ``neg`` [b, T] (padding -1 in all three).
     ``eval_every`` epochs the ``validator`` (model -> metric, higher is better) runs; training
     stops after ``patience`` epochs without improvement and the best weights are restored.
+    ``threads`` (default 1: same seed, same weights; ``None`` keeps torch's count) sets torch's
+    intra-op threads for the fit.
     """
 
     def __init__(self, epochs: int = 200, batch_size: int = 128, lr: float = 1e-3, l2: float = 1e-5,
                  patience: Optional[int] = None, eval_every: int = 5, seed: int = 0,
                  loss_fn: Optional[SeqLossFn] = None, progress: Optional[bool] = None,
-                 threads: Optional[int] = None, desc: Optional[str] = None) -> None:
+                 threads: Optional[int] = 1, desc: Optional[str] = None) -> None:
         self.epochs = _positive(epochs, "epochs")
         self.batch_size = _positive(batch_size, "batch_size")
         self.lr = _positive(lr, "lr", float)

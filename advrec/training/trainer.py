@@ -160,7 +160,7 @@ class Trainer:
         device: str = "cpu",
         progress: Optional[bool] = None,
         loss_fn: Optional[LossFn] = None,
-        threads: Optional[int] = None,
+        threads: Optional[int] = 1,
         negative_items: Optional[np.ndarray] = None,
     ):
         if optimizer.lower() not in OPTIMIZERS:
@@ -192,9 +192,11 @@ class Trainer:
     def fit(self, model: Recommender, train: "Interactions", validator: Optional[Validator] = None) -> History:
         """Train ``model`` in place on ``train`` (an ``advrec.data.Interactions``).
 
-        With ``threads`` set, torch's intra-op thread count is changed for the fit and restored
-        after: small embedding models are dominated by per-op overhead, where one thread is
-        faster than several.
+        ``threads`` (default 1) sets torch's intra-op thread count for the fit and restores it
+        after: one thread makes the fit bit-reproducible (same seed, same weights; at 2 threads
+        torch's CPU kernels gave different weights from run to run), and small embedding models
+        are dominated by per-op overhead, where one thread is as fast or faster. ``None`` keeps
+        torch's current count.
         """
         previous_threads = torch.get_num_threads()
         if self.threads is not None:
