@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -67,36 +68,57 @@ Exclusion check_exclusion(const py::object& indptr, const py::object& indices,
   return ex;
 }
 
-py::tuple topk_masked(const py::object& scores_obj, int64_t k, const py::object& excl_indptr,
-                      const py::object& excl_indices, const py::object& rows) {
-  F32 scores = as_array<float>(scores_obj, "scores", "float32");
+// float64 score tiles are selected in double (no tie is invented by rounding); every other
+// dtype must already be float32 (the Python wrapper casts the lossless ones).
+bool is_float64(const py::object& obj) {
+  return py::isinstance<py::array>(obj) && py::isinstance<py::array_t<double>>(obj);
+}
+
+template <typename T>
+py::tuple topk_masked_t(const py::object& scores_obj, int64_t k, const py::object& excl_indptr,
+                        const py::object& excl_indices, const py::object& rows) {
+  using Arr = py::array_t<T, py::array::c_style>;
+  Arr scores = as_array<T>(scores_obj, "scores", "float32 or float64");
   check_ndim(scores, 2, "scores");
   if (k < 0) throw ArgError("k must be >= 0, got " + std::to_string(k));
   const int64_t n_rows = scores.shape(0), n_items = scores.shape(1);
   // Columns past n_items can only hold padding: refuse a k whose padding alone would take over
-  // 1 GiB instead of trying to allocate it (in double: n_rows * k may overflow int64).
-  if (k > n_items && static_cast<double>(n_rows) * static_cast<double>(k - n_items) * 12.0 >
+  // 1 GiB instead of trying to allocate it (in double: n_rows * k may overflow int64). Zero
+  // rows count as one: an empty [0, k] result of an absurd k is refused too (numpy cannot even
+  // describe a [0, 2^62] int64 array).
+  constexpr double kEntryBytes = static_cast<double>(sizeof(int64_t) + sizeof(T));
+  if (k > n_items && static_cast<double>(std::max<int64_t>(n_rows, 1)) *
+                             static_cast<double>(k - n_items) * kEntryBytes >
                          static_cast<double>(int64_t{1} << 30))
     throw ArgError("k (" + std::to_string(k) + ") exceeds the " + std::to_string(n_items) +
                    " items of scores so far that its padding alone would take over 1 GiB for " +
-                   std::to_string(n_rows) + " rows; pass k <= " + std::to_string(n_items));
+                   std::to_string(std::max<int64_t>(n_rows, 1)) + " rows; pass k <= " +
+                   std::to_string(n_items));
   Exclusion ex = check_exclusion(excl_indptr, excl_indices, rows, n_rows, n_items);
   I64 out_idx({n_rows, k});
-  F32 out_val({n_rows, k});
+  Arr out_val({n_rows, k});
   bool ok;
   {
     py::gil_scoped_release release;
-    ok = advrec::topk_masked_cpu(scores.data(), n_rows, n_items, k, ex.indptr, ex.indices,
-                                 ex.rows, out_idx.mutable_data(), out_val.mutable_data());
+    ok = advrec::topk_masked_cpu<T>(scores.data(), n_rows, n_items, k, ex.indptr, ex.indices,
+                                    ex.rows, out_idx.mutable_data(), out_val.mutable_data());
   }
   if (!ok) throw ArgError("scores contains NaN");
   return py::make_tuple(out_idx, out_val);
 }
 
-py::tuple rank_targets(const py::object& scores_obj, const py::object& tgt_indptr_obj,
-                       const py::object& tgt_indices_obj, const py::object& excl_indptr,
-                       const py::object& excl_indices, const py::object& rows) {
-  F32 scores = as_array<float>(scores_obj, "scores", "float32");
+py::tuple topk_masked(const py::object& scores_obj, int64_t k, const py::object& excl_indptr,
+                      const py::object& excl_indices, const py::object& rows) {
+  if (is_float64(scores_obj))
+    return topk_masked_t<double>(scores_obj, k, excl_indptr, excl_indices, rows);
+  return topk_masked_t<float>(scores_obj, k, excl_indptr, excl_indices, rows);
+}
+
+template <typename T>
+py::tuple rank_targets_t(const py::object& scores_obj, const py::object& tgt_indptr_obj,
+                         const py::object& tgt_indices_obj, const py::object& excl_indptr,
+                         const py::object& excl_indices, const py::object& rows) {
+  auto scores = as_array<T>(scores_obj, "scores", "float32 or float64");
   check_ndim(scores, 2, "scores");
   const int64_t n_rows = scores.shape(0), n_items = scores.shape(1);
   I64 tgt_indptr = as_array<int64_t>(tgt_indptr_obj, "target_indptr", "int64");
@@ -108,13 +130,23 @@ py::tuple rank_targets(const py::object& scores_obj, const py::object& tgt_indpt
   bool ok;
   {
     py::gil_scoped_release release;
-    ok = advrec::rank_targets_cpu(scores.data(), n_rows, n_items, tgt_indptr.data(),
-                                  tgt_indices.data(), ex.indptr, ex.indices, ex.rows,
-                                  greater.mutable_data(), equal.mutable_data(),
-                                  n_neg.mutable_data());
+    ok = advrec::rank_targets_cpu<T>(scores.data(), n_rows, n_items, tgt_indptr.data(),
+                                     tgt_indices.data(), ex.indptr, ex.indices, ex.rows,
+                                     greater.mutable_data(), equal.mutable_data(),
+                                     n_neg.mutable_data());
   }
   if (!ok) throw ArgError("scores contains NaN");
   return py::make_tuple(greater, equal, n_neg);
+}
+
+py::tuple rank_targets(const py::object& scores_obj, const py::object& tgt_indptr_obj,
+                       const py::object& tgt_indices_obj, const py::object& excl_indptr,
+                       const py::object& excl_indices, const py::object& rows) {
+  if (is_float64(scores_obj))
+    return rank_targets_t<double>(scores_obj, tgt_indptr_obj, tgt_indices_obj, excl_indptr,
+                                  excl_indices, rows);
+  return rank_targets_t<float>(scores_obj, tgt_indptr_obj, tgt_indices_obj, excl_indptr,
+                               excl_indices, rows);
 }
 
 py::dict build_info() {

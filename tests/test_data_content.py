@@ -5,7 +5,6 @@ import hashlib
 import json
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -86,3 +86,19 @@ def test_huge_counts_in_the_other_kernels_are_errors_not_aborts(tmp_path):
         d = np.zeros((4, 2), np.float32)
         expect(lambda: K.perturb_step(d, np.ones((4, 2), np.float32), 0.1, 1.0, rows=[2**62]), "rows")
     """, 6, tmp_path)
+
+
+def test_huge_sizes_with_empty_inputs_name_the_argument(tmp_path):
+    """Zero rows used to let an absurd k through to numpy ("array is too big", naming nothing)."""
+    lines = assert_survives("""
+        expect(lambda: K.topk_scores(np.ones((0, 5), np.float32), 2**62), "k (")
+        expect(lambda: K.topk_scores(np.ones((0, 5)), 2**63 - 1), "k (")
+        expect(lambda: K.topk_dot(np.ones((0, 2), np.float32), np.ones((5, 2), np.float32), 2**62), "k (")
+        expect(lambda: K.gram_extremes(np.ones((0, 3), np.float32), 0, 2**62), "n_row")
+        expect(lambda: K.fm_certify_batch([0], [], 0.0, np.ones(2, np.float32), np.ones((2, 1), np.float32),
+                                          [0], [], [], np.zeros((1, 0)), np.zeros((1, 0)), 2**64), "q")
+        idx, val = K.topk_scores(np.ones((0, 5)), 7)  # a modest k on zero rows is still an empty result
+        assert idx.shape == val.shape == (0, 7) and val.dtype == np.float64
+        print("ok")
+    """, 6, tmp_path)
+    assert [line.split()[0] for line in lines] == ["raised"] * 5 + ["ok"]

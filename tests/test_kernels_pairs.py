@@ -13,7 +13,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 import pytest

@@ -66,10 +66,11 @@ def ref_rank(scores: np.ndarray, targets: CSR, exclude: Optional[CSR] = None,
     return np.array(greater, np.int64), np.array(equal, np.int64), n_neg
 
 
-def assert_topk_equal(got, want) -> None:
+def assert_topk_equal(got, want, dtype=np.float32) -> None:
+    """``dtype``: of the values, float64 for float64 scores (selected without rounding)."""
     gi, gv = got
     wi, wv = want
-    assert gi.dtype == np.int64 and gv.dtype == np.float32
+    assert gi.dtype == np.int64 and gv.dtype == dtype
     assert gi.shape == wi.shape and gv.shape == wv.shape
     np.testing.assert_array_equal(gi, wi)
     np.testing.assert_array_equal(gv, wv)
@@ -175,16 +176,20 @@ def test_topk_input_kinds(make):
     s = rng.integers(-5, 6, size=(9, 30)).astype(np.float32)
     x = make(s)
     want = ref_topk(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x.float().numpy(), 4)
-    assert_topk_equal(K.topk_scores(x, 4), want)
+    f64 = x.dtype in (np.float64, torch.float64)  # integer scores: the same selection either way
+    assert_topk_equal(K.topk_scores(x, 4), want, np.float64 if f64 else np.float32)
 
 
 def test_topk_float64_rounding_ties():
-    # Distinct in float64, equal once cast to float32: the lower index wins.
+    # Distinct in float64, equal once cast to float32: float64 scores are compared in double
+    # (issue 15), so no tie is invented; float32 ones tie and the lower index wins.
     s = np.array([[1.0 + 1e-12, 1.0, 0.5]], np.float64)
     idx, _ = K.topk_scores(s, 2)
     assert idx.tolist() == [[0, 1]]
     s = np.array([[1.0, 1.0 + 1e-12, 0.5]], np.float64)
-    idx, _ = K.topk_scores(s, 2)
+    idx, val = K.topk_scores(s, 2)
+    assert idx.tolist() == [[1, 0]] and val.tolist() == [[1.0 + 1e-12, 1.0]]
+    idx, _ = K.topk_scores(s.astype(np.float32), 2)
     assert idx.tolist() == [[0, 1]]
 
 
@@ -346,9 +351,10 @@ def test_topk_dot_rows_and_input_kinds():
     rows = rng.integers(0, 9, size=40)
     want = ref_topk(U @ V.T, 30, ex, rows)  # k > candidates for some users: padding
     assert_topk_equal(K.topk_dot(U, V, 30, ex, rows, tile_rows=16), want)
+    # float64 factors (a double tensor, Python floats): the product and values in float64.
     assert_topk_equal(K.topk_dot(torch.from_numpy(U).double(), torch.from_numpy(V), 30, ex,
-                                 torch.from_numpy(rows), tile_rows=3), want)
-    assert_topk_equal(K.topk_dot(U.tolist(), V.tolist(), 30, ex, rows.tolist()), want)
+                                 torch.from_numpy(rows), tile_rows=3), want, np.float64)
+    assert_topk_equal(K.topk_dot(U.tolist(), V.tolist(), 30, ex, rows.tolist()), want, np.float64)
 
 
 def test_topk_dot_k_zero_and_empty():

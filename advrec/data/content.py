@@ -19,12 +19,17 @@ import hashlib
 import json
 import os
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
 from advrec._logging import report
+
+from ._parse import FormatError
+from .fetch import atomic_write
 
 __all__ = ["load_item_features", "ml100k_text_features", "item_texts", "TEXT_TEMPLATE",
            "TEXT_MODEL"]
@@ -77,8 +82,8 @@ def _as_features(arr: np.ndarray, path: Path, what: str) -> np.ndarray:
 
 def _load_npz(path: Path, key: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(ids as strings, features [n, D]) from either .npz layout."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
+    try:  # opened here, so that a damaged file is closed again (np.load leaks it on a bad zip)
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             names = list(z.files)
             if not names:
                 raise ValueError(f"{path}: the .npz holds no arrays")
@@ -118,6 +123,25 @@ def _load_npz(path: Path, key: str | None) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"{path}: holds object arrays (pickled); save ids as an int or str "
                              f"array and features as a float array") from None
         raise
+    except (EOFError, OSError, zipfile.BadZipFile, zlib.error) as e:  # cut short or damaged
+        raise FormatError(f"{path}: cannot read the .npz ({type(e).__name__}: {e}); expected "
+                          f"a complete file written by numpy.savez") from None
+
+
+_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}  # a .npz is a zip archive
+
+
+def _check_magic(p: Path, suffix: str) -> None:
+    """Refuse a file that is not what its name says (numpy would try to unpickle it)."""
+    magic = _MAGIC.get(suffix)
+    if magic is None:
+        return
+    with open(p, "rb") as f:
+        head = f.read(len(magic))
+    if head != magic:
+        what = "empty" if not head else f"starts with {head!r}"
+        raise FormatError(f"{p}: not a {suffix} file ({what}); expected a file written by "
+                          f"numpy.{'save' if suffix == '.npy' else 'savez'}")
 
 
 def load_item_features(path: str | os.PathLike[str], item_ids: Sequence[Any] | np.ndarray, *,
@@ -140,16 +164,19 @@ def load_item_features(path: str | os.PathLike[str], item_ids: Sequence[Any] | n
     if len(uniq) != len(want):
         raise ValueError(f"item_ids: {int((counts > 1).sum())} ids appear more than once, "
                          f"first {_first(uniq[counts > 1])}")
+    if p.is_dir():
+        raise IsADirectoryError(f"{p}: is a directory; expected a .npy or .npz file")
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such item feature file")
     suffix = p.suffix.lower()
+    _check_magic(p, suffix)
     if suffix == ".npy":
         if key is not None:
             raise ValueError(f"key= names an array inside a .npz; {p} is a .npy")
         try:
             arr = np.load(p, allow_pickle=False, mmap_mode="r")
-        except ValueError as e:
-            raise ValueError(f"{p}: cannot read as a numeric .npy ({e})") from None
+        except (ValueError, EOFError, OSError) as e:
+            raise FormatError(f"{p}: cannot read as a numeric .npy ({e})") from None
         if arr.ndim != 2:
             raise ValueError(f"{p}: a .npy of item features must be 2-D [n_items, D], got shape "
                              f"{arr.shape}")
@@ -317,7 +344,9 @@ def _read_cache(npy: Path, side: Path, expected: dict) -> np.ndarray | None:
         return None
     try:
         stored = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError, RecursionError):
         report(f"{side}: unreadable cache sidecar; recomputing the text features")
         return None
     stored.pop("dim", None)
@@ -328,7 +357,7 @@ def _read_cache(npy: Path, side: Path, expected: dict) -> np.ndarray | None:
         return None
     try:
         arr = np.load(npy, allow_pickle=False)
-    except (OSError, ValueError):
+    except Exception:  # any damage (empty, cut short, not a .npy): the cache is recomputed
         arr = None
     if (arr is None or arr.dtype != np.float32 or arr.ndim != 2
             or arr.shape[0] != expected["n_items"] or not np.isfinite(arr).all()):
@@ -341,14 +370,9 @@ def _write_cache(npy: Path, side: Path, arr: np.ndarray, meta: dict) -> None:
     """Sidecar removed first and written last, so a crash never pairs it with another matrix."""
     npy.parent.mkdir(parents=True, exist_ok=True)
     side.unlink(missing_ok=True)
-    tmp = npy.with_name(f".{npy.name}.{os.getpid()}.part")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, npy)
-    tmp = side.with_name(f".{side.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps({**meta, "dim": int(arr.shape[1])}, indent=1, ensure_ascii=False),
-                   encoding="utf-8")
-    os.replace(tmp, side)
+    atomic_write(npy, lambda f: np.save(f, arr))
+    text = json.dumps({**meta, "dim": int(arr.shape[1])}, indent=1, ensure_ascii=False)
+    atomic_write(side, lambda f: f.write(text.encode("utf-8")))
 
 
 def ml100k_text_features(dataset: Any = None, *, cache_dir: str | os.PathLike[str] | None = None,

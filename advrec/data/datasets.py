@@ -8,7 +8,6 @@ second. Where the data came from is always reported and kept in ``Dataset.source
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -68,14 +67,17 @@ def load_ml100k(data_dir: str | os.PathLike[str] | None = None, download: bool =
     d = (Path(data_dir) if data_dir is not None else fetch.cache_dir()) / "ml-100k"
     npz = d / "ml-100k.npz"
     if npz.is_file():
+        # The cache only saves time and the source files beside it are the truth, so whatever
+        # is wrong with it (empty, truncated, not a zip, other arrays) it is rebuilt from them.
         try:
             ds, origin = _load_npz(npz, "ml-100k")
             _check_ml100k(ds, str(npz))
-            ds.source = f"{npz} (cache of {origin})"
-            report(f"ml-100k: from cache {npz} (originally from {origin})")
+            ds.source, ds.origin = f"{npz} (cache of {origin})", _portable(origin)
+            report(f"ml-100k: from cache {npz} (originally from {origin})", once=True)
             return ds
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-            report(f"ml-100k: cache {npz} is unusable ({e}); rebuilding it from the source files")
+        except Exception as e:
+            report(f"ml-100k: cache {npz} is unusable ({type(e).__name__}: {e}); rebuilding it "
+                   f"from the source files")
 
     if _has_files(d):
         origin = str(d)
@@ -86,13 +88,19 @@ def load_ml100k(data_dir: str | os.PathLike[str] | None = None, download: bool =
         origin = _fetch_ml100k(d)
     ds = read_ml100k(d)
     _check_ml100k(ds, origin)
-    ds.source = origin
+    ds.source, ds.origin = origin, _portable(origin)
     try:
         _save_npz(ds, npz, origin)
-        report(f"ml-100k: from {origin}; normalised copy cached at {npz}")
+        report(f"ml-100k: from {origin}; normalised copy cached at {npz}", once=True)
     except OSError as e:
         report(f"ml-100k: from {origin}; could not write the cache {npz} ({e})")
     return ds
+
+
+def _portable(origin: str) -> str:
+    """What a report may say about where the data came from: a download source as it is, files
+    the user placed on this machine without their path (the data's fingerprint identifies them)."""
+    return "ML-100K files placed in the data folder" if Path(origin).is_absolute() else origin
 
 
 def _has_files(d: Path) -> bool:
@@ -146,14 +154,12 @@ def _save_npz(ds: Dataset, path: Path, origin: str) -> None:
                 arrays[f"{prefix}t_{key}"] = np.array(["|".join(t) for t in arr], dtype=str)
             else:
                 arrays[f"{prefix}_{key}"] = arr
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    fetch.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _load_npz(path: Path, name: str) -> tuple[Dataset, str]:
-    with np.load(path, allow_pickle=False) as z:
+    # opened here, so that a damaged file is closed again (np.load leaks it on a bad zip)
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
         if int(z["version"]) != _NPZ_VERSION or str(z["name"]) != name:
             raise ValueError(f"written by another version (format {int(z['version'])})")
         n_users, n_items = (int(v) for v in z["n"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,8 +17,10 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
+import uuid
 import zipfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 GROUPLENS_ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 RECBOLE_REQ = "recbole==1.2.1"
@@ -54,17 +57,44 @@ def _resolve(host: str, timeout: float) -> None:
         raise OSError(f"cannot resolve {host}: {result[0]}")
 
 
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write path through a temp file of its own beside it, then rename it into place.
+
+    Each call has its own temp name, so concurrent writers (two processes loading a dataset for
+    the first time) never write into one file; readers see the old file or the new one, never
+    a mix; the temp file is removed on any failure. (Opened with "xb" rather than
+    tempfile.mkstemp, whose 0600 mode would make a shared cache unreadable to others.)
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_MAX_MEMBER = 64 << 20  # the ML-100K files are 2 MB at most; more is not the dataset
+
+
 def _extract(zf: zipfile.ZipFile, members: dict[str, str], dest: Path) -> None:
-    """Write the named archive members (archive name -> file name) into dest, atomically each."""
+    """Write the named archive members (archive name -> file name) into dest, atomically each,
+    streamed; a member declaring more than 64 MiB (zipfile stops at the declared size) is
+    refused, so a damaged or hostile archive cannot fill the disk."""
     names = set(zf.namelist())
     missing = [m for m in members if m not in names]
     if missing:
         raise FileNotFoundError(f"archive lacks {', '.join(missing)}")
+    big = [f"{m} ({zf.getinfo(m).file_size:,} bytes)" for m in members
+           if zf.getinfo(m).file_size > _MAX_MEMBER]
+    if big:
+        raise ValueError(f"archive members larger than {_MAX_MEMBER >> 20} MiB, which no "
+                         f"ML-100K file is: {', '.join(big)}")
     dest.mkdir(parents=True, exist_ok=True)
     for member, fname in members.items():
-        tmp = dest / f".{fname}.part"
-        tmp.write_bytes(zf.read(member))
-        os.replace(tmp, dest / fname)
+        with zf.open(member) as src:
+            atomic_write(dest / fname, lambda f: shutil.copyfileobj(src, f, 1 << 20))
 
 
 def fetch_grouplens_ml100k(dest: Path, timeout: float = 10.0) -> str:

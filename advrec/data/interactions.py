@@ -185,7 +185,12 @@ class Dataset:
     interactions: Interactions
     user_features: dict[str, np.ndarray] = field(default_factory=dict)
     item_features: dict[str, np.ndarray] = field(default_factory=dict)
-    source: str = ""
+    source: str = ""   # where this copy was read from (may be a local cache path)
+    origin: str = ""   # where the data came from originally (a URL or package), portable across machines
+
+    def portable_source(self) -> str:
+        """The portable name of the data: where it came from, never a local cache path."""
+        return self.origin or self.source
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, {self.interactions!r}, "

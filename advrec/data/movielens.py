@@ -104,6 +104,10 @@ def read_ml100k(path: str | os.PathLike[str]) -> Dataset:
     elif all((d / f).is_file() for f in RECBOLE_FILES):
         raw, users, items = _recbole_100k(d)
         files = ("ml-100k.user", "ml-100k.item")
+    elif d.is_file():
+        raise NotADirectoryError(f"{d}: is a file; expected the directory holding the ML-100K "
+                                 f"files {', '.join(GROUPLENS_FILES)} (GroupLens) or "
+                                 f"{', '.join(RECBOLE_FILES)} (RecBole)")
     else:
         raise FileNotFoundError(f"{d}: expected ML-100K files {', '.join(GROUPLENS_FILES)} "
                                 f"(GroupLens) or {', '.join(RECBOLE_FILES)} (RecBole)")
@@ -121,16 +125,22 @@ def _grouplens_100k(d: Path) -> tuple[dict, dict, dict]:
 
     genres = ML100K_GENRES
     if (d / "u.genre").is_file():
-        names, idx = split_columns(read_lines(d / "u.genre", "latin-1"), "|", 2, "u.genre",
-                                   "'name|index' (2 fields separated by '|')")
-        order = np.argsort(column(idx, "int", "u.genre", "index", "'name|index'"))
-        genres = tuple(names[k] for k in order)
+        exp = "'name|index' (2 fields separated by '|', the indices 0..n-1 once each)"
+        names, idx = split_columns(read_lines(d / "u.genre", "latin-1"), "|", 2, "u.genre", exp)
+        index = column(idx, "int", "u.genre", "index", exp)
+        if sorted(index.tolist()) != list(range(len(index))):
+            raise FormatError(f"u.genre: the indices are {index.tolist()}; expected {exp}")
+        genres = tuple(names[k] for k in np.argsort(index))
     n = 5 + len(genres)
     exp = (f"'id|title|release date|video release date|url|{len(genres)} genre flags' "
            f"({n} fields separated by '|')")
     cols = split_columns(read_lines(d / "u.item", "latin-1"), "|", n, "u.item", exp)
     ids = column(cols[0], "int", "u.item", "id", exp)
     flags = np.stack([column(c, "int", "u.item", "genre flag", exp) for c in cols[5:]], axis=1)
+    bad = np.flatnonzero(((flags != 0) & (flags != 1)).any(axis=1))
+    if len(bad):
+        raise FormatError(f"u.item line {bad[0] + 1}: genre flags must be 0 or 1, got "
+                          f"{flags[bad[0]].tolist()}; expected {exp}")
     gen = [tuple(g for g, on in zip(genres, row) if on) for row in flags.astype(bool)]
     return raw, users, _items_table(ids, cols[1], gen)
 

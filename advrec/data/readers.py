@@ -1,11 +1,12 @@
 """Readers for the file formats the papers' datasets come in.
 
 Every reader is strict: a line that does not match the format raises `FormatError` naming the
-file, the 1-based line number and the expected format; no line is ever skipped.
+file, the 1-based line number and the expected format; no line is ever skipped. Files may be
+gzip-compressed, up to a limit on how far they expand (``ADVREC_GZIP_MAX_RATIO``, see
+`advrec.data._parse`); '\r\n' and '\r' line ends and a UTF-8 byte-order mark are understood.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ import numpy as np
 
 from advrec._logging import report
 
-from ._parse import FormatError, column, iter_lines, maybe_int_ids, read_lines, split_columns
+from ._parse import (_F32_MAX, FormatError, column, csv_rows, iter_lines, maybe_int_ids,
+                     read_lines, split_columns)
 from .interactions import Interactions
 from .movielens import read_ml1m, read_ml100k
 
@@ -67,11 +69,11 @@ def read_libfm(path: str | os.PathLike[str], n_features: int | None = None) -> L
     """libFM text: 'label idx:val idx:val ...' per line (Frappe, as used by NFM/AFM).
 
     n_features defaults to the largest index + 1; pass it to keep train/test files aligned
-    (an index >= n_features is then an error).
+    (an index >= n_features is then an error). Labels and values must be finite float32s.
     """
     p = Path(path)
     exp = "'label idx:val idx:val ...' (space-separated, idx a non-negative integer)"
-    labels, idx, val, counts = [], [], [], []
+    labels, idx, val, counts, linenos = [], [], [], [], []
     for lineno, line in iter_lines(p, "utf-8"):
         tokens = line.split()
         try:
@@ -82,7 +84,7 @@ def read_libfm(path: str | os.PathLike[str], n_features: int | None = None) -> L
         for tok in tokens[1:]:
             k, sep, v = tok.partition(":")
             try:
-                if not sep or not k.isdigit():
+                if not sep or not (k.isascii() and k.isdigit()):
                     raise ValueError
                 idx.append(int(k))
                 val.append(float(v))
@@ -90,19 +92,56 @@ def read_libfm(path: str | os.PathLike[str], n_features: int | None = None) -> L
                 raise FormatError(f"{p.name} line {lineno}: bad feature {tok!r}; "
                                   f"expected {exp}") from None
         counts.append(len(tokens) - 1)
-    indices = np.array(idx, dtype=np.int64)
+        linenos.append(lineno)
+    ends = np.cumsum(counts)
+
+    def line_of(j: int) -> int:  # the line of the j-th feature
+        return linenos[int(np.searchsorted(ends, j, side="right"))]
+
+    try:
+        indices = np.array(idx, dtype=np.int64)
+    except OverflowError:
+        j = next(j for j, k in enumerate(idx) if k > np.iinfo(np.int64).max)
+        raise FormatError(f"{p.name} line {line_of(j)}: feature index {idx[j]} is too large "
+                          f"(over int64); expected {exp}") from None
+    labels32, values32 = _finite32(labels), _finite32(val)
+    for arr, what, where in ((labels32, "label", lambda j: linenos[j]),
+                             (values32, "feature value", line_of)):
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if len(bad):
+            j = int(bad[0])
+            got = labels[j] if what == "label" else val[j]
+            raise FormatError(f"{p.name} line {where(j)}: {what} must be a finite number within "
+                              f"float32 range, got {got!r}; expected {exp}")
     top = int(indices.max()) + 1 if len(indices) else 0
     if n_features is None:
         n_features = top
     elif top > n_features:
         j = int(np.argmax(indices >= n_features))
-        line = int(np.searchsorted(np.cumsum(counts), j, side="right")) + 1
-        raise FormatError(f"{p.name} line {line}: feature index {indices[j]} >= "
+        raise FormatError(f"{p.name} line {line_of(j)}: feature index {indices[j]} >= "
                           f"n_features={n_features}")
     indptr = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    return LibFMData(np.array(labels, dtype=np.float32), indptr, indices,
-                     np.array(val, dtype=np.float32), int(n_features))
+    indptr[1:] = ends
+    _report_repeated_features(p.name, indptr, indices, linenos)
+    return LibFMData(labels32, indptr, indices, values32, int(n_features))
+
+
+def _report_repeated_features(name: str, indptr: np.ndarray, indices: np.ndarray,
+                              linenos: list[int]) -> None:
+    """Kept as given, but reported: an FM would pair such a feature with itself."""
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    order = np.lexsort((indices, rows))
+    same = (rows[order][1:] == rows[order][:-1]) & (indices[order][1:] == indices[order][:-1])
+    if same.any():
+        bad = np.unique(rows[order][1:][same])
+        report(f"{name}: a feature index appears more than once on {len(bad)} line(s) (first: "
+               f"line {linenos[bad[0]]}); kept as given")
+
+
+def _finite32(values: list[float]) -> np.ndarray:
+    """float32, with values beyond its range turned to inf (so that the finite check sees them)."""
+    with np.errstate(over="ignore"):
+        return np.array(values, dtype=np.float64).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- Amazon
@@ -122,25 +161,52 @@ def read_amazon(path: str | os.PathLike[str]) -> Interactions:
         where = f"{p.name} line {lineno}"
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"{where}: invalid JSON ({e.msg}); expected {exp}") from None
+        except RecursionError:
+            raise FormatError(f"{where}: JSON nested too deeply; expected {exp}") from None
+        except ValueError as e:  # bad JSON, or an integer of over 4300 digits
+            why = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+            raise FormatError(f"{where}: invalid JSON ({why}); expected {exp}") from None
         if not isinstance(obj, dict):
             raise FormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         missing = [k for k in _AMAZON_FIELDS if k not in obj]
         if missing:
             raise FormatError(f"{where}: missing {', '.join(map(repr, missing))}; expected {exp}")
+        u, i = _amazon_id(obj, "reviewerID", where), _amazon_id(obj, "asin", where)
         r, t = obj["overall"], obj["unixReviewTime"]
-        if isinstance(r, bool) or not isinstance(r, (int, float)):
-            raise FormatError(f"{where}: 'overall' must be a number, got {r!r}")
-        if isinstance(t, bool) or not isinstance(t, int):
-            raise FormatError(f"{where}: 'unixReviewTime' must be an integer, got {t!r}")
-        users.append(str(obj["reviewerID"]))
-        items.append(str(obj["asin"]))
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not _in_float32(r):
+            raise FormatError(f"{where}: 'overall' must be a finite number, got {_short(r)}")
+        if isinstance(t, bool) or not isinstance(t, int) or not -2**63 <= t < 2**63:
+            raise FormatError(f"{where}: 'unixReviewTime' must be an integer within int64, "
+                              f"got {_short(t)}")
+        users.append(u)
+        items.append(i)
         ratings.append(r)
         times.append(t)
     return Interactions.from_raw(np.array(users, dtype=str), np.array(items, dtype=str),
                                  np.array(ratings, dtype=np.float32),
                                  np.array(times, dtype=np.int64))
+
+
+def _amazon_id(obj: dict, key: str, where: str) -> str:
+    """A string (or integer) id, non-empty and NUL-free (numpy would strip a trailing NUL)."""
+    v = obj[key]
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    if not isinstance(v, str) or not v.strip() or "\x00" in v:
+        raise FormatError(f"{where}: {key!r} must be a non-empty string id, got {_short(v)}")
+    return v
+
+
+def _in_float32(x: int | float) -> bool:
+    try:
+        return abs(float(x)) <= _F32_MAX  # False for NaN and inf
+    except OverflowError:  # an int beyond float64
+        return False
+
+
+def _short(v: object) -> str:
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
 
 
 # ----------------------------------------------------------------------------- CSV / TSV
@@ -180,6 +246,9 @@ def read_csv(path: str | os.PathLike[str], sep: str | None = None,
     "timestamp", or None to ignore it); by default taken from the header names, else by
     position. Integer ids are kept as int64, others as str.
     """
+    if sep is not None and (not isinstance(sep, str) or not sep or any(c in sep for c in '"\r\n')):
+        raise ValueError(f"read_csv: sep must be a non-empty string without quotes or line "
+                         f"breaks, got {sep!r}")
     p = Path(path)
     lines = read_lines(p, "utf-8")
     if sep is None:
@@ -187,7 +256,8 @@ def read_csv(path: str | os.PathLike[str], sep: str | None = None,
         if sep is None:
             raise FormatError(f"{p.name} line 1: cannot tell the separator (no tab or comma); "
                               f"pass sep=")
-    head = next(csv.reader(lines[:1], delimiter=sep))
+    quoted = len(sep) == 1 and '"' in lines[0]
+    head = next(csv_rows(lines[:1], sep, p.name)) if quoted else lines[0].split(sep)
     width = len(head)
     if header == "auto":
         header = any(_role(f) for f in head) or (width >= 3 and not _is_number(head[2]))
@@ -204,7 +274,8 @@ def read_csv(path: str | os.PathLike[str], sep: str | None = None,
     cols_all = _split_csv(body, sep, width, p.name, exp, first)
     cols = {r: cols_all[j] for j, r in enumerate(roles) if r is not None}
     return Interactions.from_raw(
-        maybe_int_ids(cols["user"]), maybe_int_ids(cols["item"]),
+        maybe_int_ids(cols["user"], p.name, "user id", first),
+        maybe_int_ids(cols["item"], p.name, "item id", first),
         ratings=column(cols["rating"], "float", p.name, "rating", exp, first)
         if "rating" in cols else None,
         timestamps=column(cols["timestamp"], "int", p.name, "timestamp", exp, first)
@@ -213,10 +284,11 @@ def read_csv(path: str | os.PathLike[str], sep: str | None = None,
 
 def _split_csv(lines: list[str], sep: str, width: int, name: str, exp: str, first: int
                ) -> list[list[str]]:
-    """Columns of the body: a plain split when nothing is quoted (fast), else the csv module."""
-    if '"' not in "\n".join(lines):
+    """Columns of the body: a plain split when nothing is quoted (fast), else the csv module
+    (which knows one-character separators only: with a longer one, quotes are plain text)."""
+    if len(sep) > 1 or '"' not in "\n".join(lines):
         return split_columns(lines, sep, width, name, exp, first)
-    rows = list(csv.reader(lines, delimiter=sep))
+    rows = list(csv_rows(lines, sep, name, first))
     for k, row in enumerate(rows):
         if len(row) != width:
             raise FormatError(f"{name} line {k + first}: expected {exp}, got {len(row)} fields")

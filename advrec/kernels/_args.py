@@ -39,7 +39,12 @@ def int_array(x: Any, name: str, ndim: Optional[int] = 1, cpu_only: Optional[str
     if is_tensor(x):
         if cpu_only is not None and x.device.type != "cpu":
             raise ValueError(f"{name} is on {x.device}, but {cpu_only}")
-        x = x.detach().cpu().numpy()
+        if x.numel() and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+            raise ValueError(f"{name} must hold integers, got dtype {dtype_name(x.dtype)}")
+        x = x.detach().cpu()
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:  # empty here
+            x = x.to(torch.int64)  # (bfloat16 has no numpy twin)
+        x = x.numpy()
     try:
         a = np.asarray(x)
     except (TypeError, ValueError) as err:
@@ -50,7 +55,7 @@ def int_array(x: Any, name: str, ndim: Optional[int] = 1, cpu_only: Optional[str
         raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
     if a.dtype == np.uint64 and a.size and int(a.max()) > INT64_MAX:
         raise IndexError(f"{name} holds {int(a.max())}, outside the int64 range")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return np.asarray(a, dtype=np.int64, order="C")  # (ascontiguousarray would make 0-D 1-D)
 
 
 def csr_pair(csr: Optional[Sequence[Any]], name: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:

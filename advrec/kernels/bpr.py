@@ -61,6 +61,9 @@ def mf_bpr_gradient(P: Any, Q: Any, users: Any, pos: Any, neg: Any, *, user_grad
     ValueError for a wrong dtype, shape or device (CUDA tensors: no GPU kernel, use autograd) or
     an empty batch, IndexError for an id out of range, naming the argument.
     """
+    for flag, name in ((user_grad, "user_grad"), (item_grad, "item_grad")):
+        if not isinstance(flag, (bool, np.bool_)):  # "no" would silently mean yes
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     as_torch = is_tensor(P) or is_tensor(Q)
     Pa, Qa = _table(P, "P"), _table(Q, "Q")
     loss, gP, gQ = _core.mf_bpr_gradient(Pa, Qa, _ids(users, "users"), _ids(pos, "pos"),

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import certify_cuda
-from ._args import int_arg, int_array
+from ._args import INT64_MAX, int_arg, int_array
 from ._native import _core
 
 __all__ = ["METHODS", "FMCertBatch", "fm_scores", "fm_scores_sums", "fm_certify_batch", "fm_max_q_batch",
@@ -49,7 +49,10 @@ def _ints(x: object, name: str) -> np.ndarray:
 
 def _floats(x: object, name: str, dtype: type) -> np.ndarray:
     if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:  # no numpy twin; float32 holds it exactly
+            x = x.float()
+        x = x.numpy()
     try:
         a = np.asarray(x)
     except (TypeError, ValueError) as err:
@@ -57,7 +60,26 @@ def _floats(x: object, name: str, dtype: type) -> np.ndarray:
     if a.size and (a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.floating)
                                                or np.issubdtype(a.dtype, np.integer))):
         raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=dtype)
+    out = np.asarray(a, dtype=dtype, order="C")  # (ascontiguousarray would make 0-D 1-D)
+    if a.size and out.dtype.itemsize < a.dtype.itemsize and np.issubdtype(a.dtype, np.floating):
+        beyond = np.isinf(out) & np.isfinite(a)  # finite values the cast made infinite
+        if beyond.any():
+            i = int(np.flatnonzero(beyond.ravel())[0])
+            raise ValueError(f"{name} holds {a.ravel()[i]} (flat index {i}), beyond {np.dtype(dtype).name}'s range")
+    return out
+
+
+def _check_perturbable(P: np.ndarray, d: int) -> None:
+    """Sorted unique feature ids in [0, d) (the core's check, for the CUDA path)."""
+    if P.ndim != 1:
+        raise ValueError(f"perturbable must be 1-D, got shape {P.shape}")
+    out = (P < 0) | (P >= d)
+    if out.any():
+        bad = int(np.flatnonzero(out)[0])
+        raise IndexError(f"perturbable[{bad}] = {int(P[bad])} is outside [0, {d}) (d = len(w))")
+    if np.any(np.diff(P) <= 0):
+        i = int(np.flatnonzero(np.diff(P) <= 0)[0]) + 1
+        raise ValueError(f"perturbable must be sorted and unique ({int(P[i - 1])} then {int(P[i])})")
 
 
 def _w0(x: object) -> float:
@@ -67,6 +89,8 @@ def _w0(x: object) -> float:
         v = float(x)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValueError(f"w0 must be a real number, got {type(x).__name__}") from None
+    except OverflowError:
+        raise ValueError("w0 must be finite, got an int beyond float64's range") from None
     if not np.isfinite(v):
         raise ValueError(f"w0 must be finite, got {v}")
     return v
@@ -128,9 +152,9 @@ def fm_certify_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayL
     clear. Robust claims need the bound to clear a float32 tolerance (docs/certify.md); flip
     sets are re-scored in double before they are returned.
     """
-    q = int_arg(q, "q")
+    q = int_arg(q, "q", maximum=INT64_MAX)
     method = _method(method)
-    node_budget = int_arg(node_budget, "node_budget", 1)
+    node_budget = int_arg(node_budget, "node_budget", 1, INT64_MAX)
     args = _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot,
                    p, gram)
     out = _core.fm_certify_batch(*args[:10], q, method, args[10], args[11], node_budget)
@@ -147,12 +171,12 @@ def fm_max_q_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLik
     Same arguments as :func:`fm_certify_batch` with tables sized for ``q_max``; ``method``
     ``greedy`` is refused (it never certifies robustness). Its mean is the paper's avg-max q.
     """
-    q_max = int_arg(q_max, "q_max")
+    q_max = int_arg(q_max, "q_max", maximum=INT64_MAX)
     method = _method(method)
     if method == "greedy":
         raise ValueError("method 'greedy' never certifies robustness, so it has no max_q; "
                          "use 'paper', 'joint', 'best' or 'exact'")
-    node_budget = int_arg(node_budget, "node_budget", 1)
+    node_budget = int_arg(node_budget, "node_budget", 1, INT64_MAX)
     args = _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot,
                    p, gram)
     return _core.fm_max_q_batch(*args[:10], q_max, method, args[10], args[11], node_budget)
@@ -170,14 +194,17 @@ def fm_greedy_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLi
     non-robust (status -1) only when the exact double-precision score of the history plus its
     flip set has the other label, else unknown (0). ``bound`` is NaN, ``nodes`` 0.
     """
+    # The host arguments first (as fm_certify_batch checks them), then the device ones.
+    q = int_arg(q, "q", maximum=INT64_MAX)
+    indptr, indices = _ints(indptr, "indptr"), _ints(indices, "indices")
+    P = _ints(perturbable, "perturbable")
+    score = fm_scores(indptr, indices, w0, w, V)  # checks the CSR and the model
+    _check_perturbable(P, len(_floats(w, "w", np.float32)))
     if not isinstance(p, torch.Tensor) or not p.is_cuda:
         raise ValueError("p must be a CUDA tensor for fm_greedy_batch "
                          "(on the CPU, use fm_certify_batch(..., method='greedy'))")
-    q = int_arg(q, "q")
-    indptr, indices = _ints(indptr, "indptr"), _ints(indices, "indices")
-    P = _ints(perturbable, "perturbable")
-    score = fm_scores(indptr, indices, w0, w, V)
     m, n = len(score), len(P)
+    q = min(q, n)  # at most n flips exist: a larger q only pads the selection
     # History positions: where each instance's features sit among the perturbable ids.
     at = np.minimum(np.searchsorted(P, indices), max(n - 1, 0))
     keep = (P[at] == indices) if n else np.zeros(len(indices), bool)

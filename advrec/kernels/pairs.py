@@ -20,6 +20,8 @@ __all__ = ["GramExtremes", "gram_extremes"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
 _TILE_BYTES = 32 << 20  # default tile budget: one float32 tile of at most ~32 MB
 _MIN_TILE_ROWS = 256  # below this, a product per block costs more in calls than it saves
 
@@ -53,11 +55,17 @@ def _as_cpu_matrix(V: ArrayLike) -> torch.Tensor:
     elif isinstance(V, np.ndarray):
         if not np.issubdtype(V.dtype, np.floating):
             raise ValueError(f"V must hold floating-point values, got dtype {V.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(V, dtype=np.float32))
+        t = torch.from_numpy(np.ascontiguousarray(V, dtype=np.float64 if V.dtype.itemsize > 4 else np.float32))
     else:
         raise ValueError(f"V must be a numpy array or torch tensor, got {type(V).__name__}")
     if t.ndim != 2:
         raise ValueError(f"V must be 2-D [n, k], got shape {tuple(t.shape)}")
+    if t.dtype == torch.float64:  # the products are taken in float32: no silent overflow to inf
+        beyond = torch.isfinite(t) & (t.abs() > _F32_MAX)
+        if bool(beyond.any()):
+            i, j = (int(x) for x in torch.nonzero(beyond)[0])
+            raise ValueError(f"V[{i}, {j}] = {float(t[i, j])} is beyond float32's range; the Gram "
+                             "products are taken in float32")
     return t.to(torch.float32).contiguous()
 
 
@@ -72,7 +80,8 @@ def _check_padding(n: int, n_pairs: int, n_row: int) -> None:
         raise ValueError(f"n_pairs ({n_pairs}) exceeds the {n * (n + 1) // 2} pairs of V's {n} rows so far "
                          f"that its padding alone would take over 1 GiB; pass n_pairs <= {n * (n + 1) // 2}")
     extra_row = n_row - max(n - 1, 0)
-    if extra_row > 0 and n * extra_row * 32 > _PAD_LIMIT:  # top and bottom: float64 + int64
+    # Zero rows count as one: numpy cannot even describe an empty [0, 2^62] array.
+    if extra_row > 0 and max(n, 1) * extra_row * 32 > _PAD_LIMIT:  # top and bottom: float64 + int64
         raise ValueError(f"n_row ({n_row}) exceeds the {max(n - 1, 0)} partners of each of V's {n} rows so "
                          f"far that its padding alone would take over 1 GiB; pass n_row <= {max(n - 1, 0)}")
 

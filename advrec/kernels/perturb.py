@@ -32,7 +32,10 @@ MAX_ALPHA = float(np.finfo(np.float32).max)  # keeps ‖delta + step‖² finite
 def _scalar(x: Any, name: str, hi: float = math.inf) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a real number, got {type(x).__name__}")
-    v = float(x)
+    try:
+        v = float(x)
+    except OverflowError:  # an int beyond float64's range
+        raise ValueError(f"{name} must be finite, >= 0 and <= {hi}, got {x}") from None
     if not math.isfinite(v) or v < 0 or v > hi:
         raise ValueError(f"{name} must be finite, >= 0 and <= {hi}, got {v}")
     return v
@@ -71,7 +74,9 @@ def perturb_step(delta: T, grad: Any, alpha: float, eps: float, norm: str = "l2"
     ``rows`` (int64, no duplicates): update only these rows, e.g. those a batch touched.
     Each new row is computed in double (its norms too) and rounded to float32 once, after the
     projection or clip; ``alpha`` is at most float32's max, so nothing overflows on the way.
-    A non-finite ``grad`` (in the rows read) raises before anything is written.
+    A non-finite ``grad`` or ``delta`` (in the rows read) raises a ValueError naming it before
+    anything is written: an infinite perturbation has no projection onto the L2 ball (inf * 0
+    is NaN), and a NaN one no meaning.
     """
     alpha_f, eps_f = _scalar(alpha, "alpha", MAX_ALPHA), _scalar(eps, "eps")
     norm_s = _norm(norm)

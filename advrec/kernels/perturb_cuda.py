@@ -51,8 +51,14 @@ def perturb_step_cuda(delta: torch.Tensor, grad: Any, alpha: float, eps: float, 
         if torch.unique(r).numel() != r.numel():
             raise ValueError("rows must not repeat a row")
     with torch.no_grad():
-        if not bool(torch.isfinite(grad if r is None else grad[r]).all()):
+        # One host round trip for both checks; delta as on the CPU: no projection of inf.
+        g_ok, d_ok = torch.stack([torch.isfinite(t if r is None else t[r]).all()
+                                  for t in (grad, delta)]).tolist()
+        if not g_ok:
             raise ValueError("grad contains NaN or inf")
+        if not d_ok:
+            raise ValueError("delta contains NaN or inf: a perturbation must be finite to be "
+                             "stepped and projected")
     m = 0 if r is None else r.numel()
     _core.perturb_step_cuda(delta.data_ptr(), grad.data_ptr(), n_rows, dim,
                             0 if r is None else r.data_ptr(), m, alpha, eps, norm,

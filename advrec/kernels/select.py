@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import select_cuda
-from ._args import csr_pair, int_arg, int_array, is_tensor
+from ._args import INT64_MAX, csr_pair, dtype_name, int_arg, int_array, is_tensor
 from ._native import _core
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -21,28 +21,44 @@ CSR = Tuple[np.ndarray, np.ndarray]
 __all__ = ["topk_scores", "rank_targets", "topk_dot"]
 
 
-def _to_f32_matrix(x: ArrayLike, name: str) -> np.ndarray:
+def _score_matrix(x: ArrayLike, name: str) -> np.ndarray:
+    """A 2-D C-contiguous score array the core selects in without rounding: float64 stays
+    float64 (two scores that differ below float32 precision must not tie), float16, bfloat16
+    and float32 become float32 (exactly)."""
     if is_tensor(x):
         if not x.is_floating_point():
-            raise ValueError(f"{name} must hold floating-point scores, got dtype {x.dtype}")
-        x = x.detach().to("cpu", torch.float32).numpy()
+            raise ValueError(f"{name} must hold floating-point scores, got dtype {dtype_name(x.dtype)}")
+        x = x.detach().to("cpu", torch.float64 if x.dtype == torch.float64 else torch.float32).numpy()
     if not isinstance(x, np.ndarray):
         raise ValueError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D [rows, n_items], got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{name} must hold floating-point scores, got dtype {x.dtype}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    if x.dtype.itemsize > 8:  # long double: float64 would round it
+        raise TypeError(f"{name} has dtype {x.dtype}, which the kernels cannot select in without "
+                        "rounding; pass float64 or float32")
+    return np.ascontiguousarray(x, dtype=np.float64 if x.dtype == np.float64 else np.float32)
 
 
 def _float_tensor(x: ArrayLike, name: str) -> torch.Tensor:
-    try:
-        t = torch.as_tensor(x)
-    except (TypeError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numpy array or torch tensor of floats: {err}") from None
+    """A floating tensor: float64 stays float64 (Python floats are float64 too), the narrower
+    floats become float32 (exactly)."""
+    if is_tensor(x):
+        t = x.detach()
+    else:
+        try:
+            a = np.asarray(x)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must be a numpy array or torch tensor of floats: {err}") from None
+        if not np.issubdtype(a.dtype, np.floating):
+            raise ValueError(f"{name} must hold floating-point values, got dtype {a.dtype}")
+        if a.dtype.itemsize > 8:  # long double: float64 would round it
+            raise TypeError(f"{name} has dtype {a.dtype}; pass float64 or float32")
+        t = torch.from_numpy(np.ascontiguousarray(a))
     if not t.is_floating_point():
-        raise ValueError(f"{name} must hold floating-point values, got dtype {t.dtype}")
-    return t.float()
+        raise ValueError(f"{name} must hold floating-point values, got dtype {dtype_name(t.dtype)}")
+    return t if t.dtype == torch.float64 else t.float()
 
 
 def _float_matrix(x: ArrayLike, name: str) -> torch.Tensor:
@@ -64,12 +80,18 @@ def topk_scores(
     fewer than ``k`` candidates are padded with index -1 and value -inf. ``exclude`` is a CSR
     ``(indptr, indices)`` over users; ``rows[r]`` names the CSR row of score row ``r`` (default:
     row ``r``). A CUDA tensor stays on its device and returns tensors; anything else returns
-    numpy ``(indices int64 [b, k], values float32 [b, k])``.
+    numpy ``(indices int64 [b, k], values [b, k])``. Values are float64 for float64 scores,
+    which are compared in double (never rounded to float32, so no tie is invented), and float32
+    otherwise. The CUDA kernel selects in float32, so CUDA float64 scores are selected on the
+    host and the results moved back to their device.
     """
-    k = int_arg(k, "k")
+    k = int_arg(k, "k", maximum=INT64_MAX)
     if is_tensor(scores) and scores.is_cuda:
-        return select_cuda.topk_scores_cuda(scores, k, exclude, rows)
-    s = _to_f32_matrix(scores, "scores")
+        if scores.dtype != torch.float64:
+            return select_cuda.topk_scores_cuda(scores, k, exclude, rows)
+        idx, val = topk_scores(scores.detach().cpu().numpy(), k, exclude, rows)
+        return torch.from_numpy(idx).to(scores.device), torch.from_numpy(val).to(scores.device)
+    s = _score_matrix(scores, "scores")
     indptr, indices = csr_pair(exclude, "exclude")
     r = None if rows is None else int_array(rows, "rows")
     return _core.topk_masked(s, k, indptr, indices, r)
@@ -87,8 +109,9 @@ def rank_targets(
     negatives are the items neither excluded nor targets of that row. Returns numpy
     ``(greater int64 [nnz], equal int64 [nnz], n_neg int64 [rows])``: the rank of a target among
     the negatives is ``greater`` (+ ties), its AUC is ``(n_neg - greater - equal / 2) / n_neg``.
+    float64 scores are compared in double (ties are exact), other floats in float32.
     """
-    s = _to_f32_matrix(scores, "scores")
+    s = _score_matrix(scores, "scores")
     t_indptr, t_indices = csr_pair(targets, "targets")
     if t_indptr is None:
         raise ValueError("targets must be a pair (indptr, indices)")
@@ -111,8 +134,10 @@ def topk_dot(
     BLAS (torch) computes one tile of ``tile_rows`` users at a time; masking and selection are
     fused in the core, so peak memory is one ``tile_rows x n_items`` tile, not users x items.
     ``rows`` maps each user row to its row of the ``exclude`` CSR (default: the same index).
+    The product and the selection are in float64 when any of the factors (or ``item_bias``) is
+    float64 (values float64), else in float32.
     """
-    k = int_arg(k, "k")
+    k = int_arg(k, "k", maximum=INT64_MAX)
     if isinstance(tile_rows, bool) or not isinstance(tile_rows, (int, np.integer)) or tile_rows < 1:
         raise ValueError(f"tile_rows must be a positive int, got {tile_rows!r}")
     U = _float_matrix(user_factors, "user_factors")
@@ -126,6 +151,9 @@ def topk_dot(
         b = _float_tensor(item_bias, "item_bias").to(V.device)
         if b.shape != (V.shape[0],):
             raise ValueError(f"item_bias must have shape ({V.shape[0]},), got {tuple(b.shape)}")
+    dtype = torch.promote_types(U.dtype, V.dtype if b is None else torch.promote_types(V.dtype, b.dtype))
+    U, V = U.to(dtype), V.to(dtype)
+    b = None if b is None else b.to(dtype)
     m = U.shape[0]
     if exclude is None and rows is not None:
         raise ValueError("rows is only meaningful with an exclusion CSR")
@@ -155,18 +183,16 @@ def topk_dot(
                 i, v = topk_scores(tile, k, exclude, None if exclude is None else r)
             except ValueError as err:
                 if "NaN" in str(err):
-                    raise ValueError(f"user_factors @ item_factors.T has NaN scores in users "
+                    plus = "" if b is None else " + item_bias"
+                    raise ValueError(f"user_factors @ item_factors.T{plus} has NaN scores in users "
                                      f"{start}..{start + tile.shape[0] - 1}") from None
                 raise
             del tile  # free before the next product allocates: peak is one tile, not two
             idx_parts.append(i)
             val_parts.append(v)
+    if not idx_parts:  # no users: the empty result of an empty tile (k is checked there too)
+        return topk_scores(torch.empty((0, V.shape[0]), dtype=dtype, device=U.device), k)
     if on_gpu:
-        if not idx_parts:
-            return (torch.empty((0, k), dtype=torch.int64, device=U.device),
-                    torch.empty((0, k), dtype=torch.float32, device=U.device))
         return torch.cat(idx_parts), torch.cat(val_parts)
-    if not idx_parts:
-        return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
     return np.concatenate(idx_parts), np.concatenate(val_parts)
 

@@ -159,6 +159,21 @@ void check_tables(Args& a, const py::object& pair_top, const py::object& pair_bo
       if (std::isnan(all[s].first[i]))
         throw ArgError(std::string(all[s].second) + " contains NaN (flat index " + str(i) + ")");
   }
+  // The bounds sum prefixes of the tables as the largest (smallest) entries: an unsorted table
+  // (say pair_bot passed as pair_top) would give a silently wrong bound.
+  auto check_sorted = [](const double* v, int64_t len, bool descending, const std::string& what) {
+    for (int64_t i = 1; i < len; ++i)
+      if (descending ? v[i] > v[i - 1] : v[i] < v[i - 1])
+        throw ArgError(what + " must be " + (descending ? "descending" : "ascending") +
+                       ": entry " + str(i) + " (" + std::to_string(v[i]) + ") follows " +
+                       std::to_string(v[i - 1]));
+  };
+  check_sorted(a.pair_top.data(), M, true, "pair_top");
+  check_sorted(a.pair_bot.data(), M, false, "pair_bot");
+  for (int64_t j = 0; j < n; ++j) {
+    check_sorted(a.row_top.data() + j * t, t, true, "row_top row " + str(j));
+    check_sorted(a.row_bot.data() + j * t, t, false, "row_bot row " + str(j));
+  }
   a.pr.pair_top = a.pair_top.data();
   a.pr.pair_bot = a.pair_bot.data();
   a.pr.M = M;

@@ -1,5 +1,5 @@
 // Binding of the fused attack step (perturb.h): strict checks (dtype, layout, shapes, rows,
-// finite grad, alpha/eps) before anything is written, then the kernel without the GIL.
+// finite grad and delta, alpha/eps) before anything is written, then the kernel without the GIL.
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -65,15 +65,21 @@ py::object perturb_step(const py::object& delta_obj, const py::object& grad_obj,
   }
   float* d = delta.mutable_data();
   const float* g = grad.data();
-  int64_t bad;
+  int64_t bad_g, bad_d = -1;
   {
     py::gil_scoped_release release;
-    bad = find_nonfinite(g, n_rows, dim, rp, m);
-    if (bad < 0) perturb_step_cpu(d, g, n_rows, dim, rp, m, alpha, eps, norm);
+    bad_g = find_nonfinite(g, n_rows, dim, rp, m);
+    // A non-finite delta has no projection onto the ball (inf * 0 is NaN): refused like grad.
+    if (bad_g < 0) bad_d = find_nonfinite(d, n_rows, dim, rp, m);
+    if (bad_g < 0 && bad_d < 0) perturb_step_cpu(d, g, n_rows, dim, rp, m, alpha, eps, norm);
   }
-  if (bad >= 0)
-    throw ArgError("grad contains NaN or inf (row " + str(bad / dim) + ", column " +
-                   str(bad % dim) + ")");
+  if (bad_g >= 0)
+    throw ArgError("grad contains NaN or inf (row " + str(bad_g / dim) + ", column " +
+                   str(bad_g % dim) + ")");
+  if (bad_d >= 0)
+    throw ArgError("delta contains NaN or inf (row " + str(bad_d / dim) + ", column " +
+                   str(bad_d % dim) + "): a perturbation must be finite to be stepped and "
+                   "projected");
   return delta_obj;
 }
 

@@ -17,9 +17,11 @@ constexpr double kMaxAlpha = 3.4028234663852886e38;
 
 // In place on delta [n_rows, dim] (row-major). rows: the m rows to update (nullptr: all rows);
 // validated (in range, no duplicates) by the caller, as are eps >= 0 finite, 0 <= alpha <=
-// kMaxAlpha and grad finite. Each new row is computed in double (norms too) and rounded to float32
-// once, after the projection or clip; so no float32 overflow can occur before the projection. Every updated row is projected, including rows with a
-// zero gradient: projection is idempotent for rows already inside the budget.
+// kMaxAlpha, and grad and delta finite in the rows updated (a non-finite delta has no
+// projection: inf * 0 is NaN). Each new row is computed in double (norms too) and rounded to
+// float32 once, after the projection or clip; so no float32 overflow can occur before the
+// projection. Every updated row is projected, including rows with a zero gradient: projection
+// is idempotent for rows already inside the budget.
 void perturb_step_cpu(float* delta, const float* grad, int64_t n_rows, int64_t dim,
                       const int64_t* rows, int64_t m, double alpha, double eps, PerturbNorm norm);
 

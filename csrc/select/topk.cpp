@@ -24,14 +24,16 @@ int openmp_max_threads() {
 
 namespace {
 
+template <typename T>
 struct Entry {
-  float val;
+  T val;
   int64_t idx;
 };
 
 // "a ranks before b": higher score first, then the lower item index (same order as a stable
 // argsort of -scores).
-inline bool ranks_before(const Entry& a, const Entry& b) {
+template <typename T>
+inline bool ranks_before(const Entry<T>& a, const Entry<T>& b) {
   return a.val > b.val || (a.val == b.val && a.idx < b.idx);
 }
 
@@ -54,29 +56,30 @@ inline void mark_row(std::vector<uint8_t>& mask, const int64_t* indptr, const in
 // Only min(k, n_items) entries can be selected; output columns past them are padding.
 inline int64_t selectable(int64_t k, int64_t n_items) { return std::min(k, n_items); }
 
-bool select_row(const float* s, int64_t n_items, int64_t k_out, const std::vector<uint8_t>& mask,
-                bool use_mask, std::vector<Entry>& buf, int64_t* out_idx, float* out_val) {
+template <typename T>
+bool select_row(const T* s, int64_t n_items, int64_t k_out, const std::vector<uint8_t>& mask,
+                bool use_mask, std::vector<Entry<T>>& buf, int64_t* out_idx, T* out_val) {
   constexpr int64_t kBlock = 32;
   const int64_t k = selectable(k_out, n_items);
   const size_t cap = static_cast<size_t>(2 * k + 8);
   buf.clear();
   bool finite_order = true;
-  float threshold = -std::numeric_limits<float>::infinity();
+  T threshold = -std::numeric_limits<T>::infinity();
   auto cut_to_k = [&]() {
-    std::nth_element(buf.begin(), buf.begin() + (k - 1), buf.end(), ranks_before);
+    std::nth_element(buf.begin(), buf.begin() + (k - 1), buf.end(), ranks_before<T>);
     buf.resize(static_cast<size_t>(k));
     threshold = buf[k - 1].val;
     for (int64_t t = 0; t < k; ++t) threshold = std::min(threshold, buf[t].val);
   };
   auto offer = [&](int64_t j) {
-    const float v = s[j];
+    const T v = s[j];
     if (v < threshold) return;
     if (use_mask && mask[j]) return;
     if (v != v) {
       finite_order = false;
       return;
     }
-    buf.push_back(Entry{v, j});
+    buf.push_back(Entry<T>{v, j});
     if (buf.size() == cap) cut_to_k();
   };
   int64_t j = 0;
@@ -88,7 +91,7 @@ bool select_row(const float* s, int64_t n_items, int64_t k_out, const std::vecto
   }
   for (; j < n_items; ++j) offer(j);
   if (static_cast<int64_t>(buf.size()) > k) cut_to_k();
-  std::sort(buf.begin(), buf.end(), ranks_before);  // best first
+  std::sort(buf.begin(), buf.end(), ranks_before<T>);  // best first
   const int64_t m = static_cast<int64_t>(buf.size());
   for (int64_t t = 0; t < k_out; ++t) {
     if (t < m) {
@@ -96,7 +99,7 @@ bool select_row(const float* s, int64_t n_items, int64_t k_out, const std::vecto
       out_val[t] = buf[t].val;
     } else {
       out_idx[t] = -1;
-      out_val[t] = -std::numeric_limits<float>::infinity();
+      out_val[t] = -std::numeric_limits<T>::infinity();
     }
   }
   return finite_order;
@@ -104,9 +107,10 @@ bool select_row(const float* s, int64_t n_items, int64_t k_out, const std::vecto
 
 }  // namespace
 
-bool topk_masked_cpu(const float* scores, int64_t rows, int64_t n_items, int64_t k,
+template <typename T>
+bool topk_masked_cpu(const T* scores, int64_t rows, int64_t n_items, int64_t k,
                      const int64_t* excl_indptr, const int64_t* excl_indices,
-                     const int64_t* excl_rows, int64_t* out_idx, float* out_val) {
+                     const int64_t* excl_rows, int64_t* out_idx, T* out_val) {
   if (rows == 0 || k == 0) return true;
   bool ok = true;
   const bool use_mask = excl_indptr != nullptr;
@@ -114,7 +118,7 @@ bool topk_masked_cpu(const float* scores, int64_t rows, int64_t n_items, int64_t
 #pragma omp parallel reduction(&& : ok)
   {
     std::vector<uint8_t> mask;
-    std::vector<Entry> buf;
+    std::vector<Entry<T>> buf;
     bool ready = false;
     guard.run([&] {
       mask.assign(use_mask ? n_items : 0, 0);
@@ -137,7 +141,8 @@ bool topk_masked_cpu(const float* scores, int64_t rows, int64_t n_items, int64_t
   return ok;
 }
 
-bool rank_targets_cpu(const float* scores, int64_t rows, int64_t n_items,
+template <typename T>
+bool rank_targets_cpu(const T* scores, int64_t rows, int64_t n_items,
                       const int64_t* tgt_indptr, const int64_t* tgt_indices,
                       const int64_t* excl_indptr, const int64_t* excl_indices,
                       const int64_t* excl_rows, int64_t* out_greater, int64_t* out_equal,
@@ -149,7 +154,7 @@ bool rank_targets_cpu(const float* scores, int64_t rows, int64_t n_items,
 #pragma omp parallel reduction(&& : ok)
   {
     std::vector<uint8_t> mask;
-    std::vector<float> neg;
+    std::vector<T> neg;
     bool ready = false;
     guard.run([&] {
       mask.assign(n_items, 0);
@@ -159,7 +164,7 @@ bool rank_targets_cpu(const float* scores, int64_t rows, int64_t n_items,
     for (int64_t r = 0; r < rows; ++r) {
       if (!ready || guard.failed()) continue;
       guard.run([&] {
-        const float* s = scores + r * n_items;
+        const T* s = scores + r * n_items;
         const int64_t er = (use_mask && excl_rows) ? excl_rows[r] : r;
         if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, true);
         mark_row(mask, tgt_indptr, tgt_indices, r, 2, true);
@@ -172,7 +177,7 @@ bool rank_targets_cpu(const float* scores, int64_t rows, int64_t n_items,
           // Few targets: one linear pass per target beats sorting the row.
           for (int64_t j = 0; j < n_items; ++j) n_neg += mask[j] ? 0 : 1;
           for (int64_t t = t0; t < t1; ++t) {
-            const float st = s[tgt_indices[t]];
+            const T st = s[tgt_indices[t]];
             int64_t gt = 0, eq = 0;
             for (int64_t j = 0; j < n_items; ++j) {
               if (mask[j]) continue;
@@ -189,7 +194,7 @@ bool rank_targets_cpu(const float* scores, int64_t rows, int64_t n_items,
           std::sort(neg.begin(), neg.end());
           n_neg = static_cast<int64_t>(neg.size());
           for (int64_t t = t0; t < t1; ++t) {
-            const float st = s[tgt_indices[t]];
+            const T st = s[tgt_indices[t]];
             auto lo = std::lower_bound(neg.begin(), neg.end(), st);
             auto hi = std::upper_bound(neg.begin(), neg.end(), st);
             out_greater[t] = static_cast<int64_t>(neg.end() - hi);
@@ -205,5 +210,17 @@ bool rank_targets_cpu(const float* scores, int64_t rows, int64_t n_items,
   guard.rethrow();
   return ok;
 }
+
+// The score types the bindings take: float32 tiles, and float64 ones selected exactly.
+template bool topk_masked_cpu<float>(const float*, int64_t, int64_t, int64_t, const int64_t*,
+                                     const int64_t*, const int64_t*, int64_t*, float*);
+template bool topk_masked_cpu<double>(const double*, int64_t, int64_t, int64_t, const int64_t*,
+                                      const int64_t*, const int64_t*, int64_t*, double*);
+template bool rank_targets_cpu<float>(const float*, int64_t, int64_t, const int64_t*,
+                                      const int64_t*, const int64_t*, const int64_t*,
+                                      const int64_t*, int64_t*, int64_t*, int64_t*);
+template bool rank_targets_cpu<double>(const double*, int64_t, int64_t, const int64_t*,
+                                       const int64_t*, const int64_t*, const int64_t*,
+                                       const int64_t*, int64_t*, int64_t*, int64_t*);
 
 }  // namespace advrec
