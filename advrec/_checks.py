@@ -7,6 +7,9 @@ from typing import Any, Optional
 import numpy as np
 
 INT64_MAX = int(np.iinfo(np.int64).max)
+#: the largest seed a trainer takes: NumPy's legacy generator stops below 2**32 (the CLI keeps
+#: its seeds below 2**31, so an experiment's second phase can use seed + 1)
+SEED_MAX = 2**32 - 1
 
 
 def _is_int(x: Any) -> bool:
@@ -38,3 +41,9 @@ def positive_int(x: Any, name: str, maximum: int = INT64_MAX) -> int:
     if x > maximum:
         raise ValueError(f"{name} must be at most {maximum}, got {x}")
     return int(x)
+
+
+def seed_arg(x: Any, name: str = "seed") -> int:
+    """A random seed: an int in ``[0, SEED_MAX]`` (NumPy refuses negative seeds deep inside a
+    fit, and one above 2**63 overflows; both are refused here, naming the argument)."""
+    return int_arg(x, name, 0, SEED_MAX)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Optional, TextIO
+from typing import Optional, Set, TextIO
 
 logger = logging.getLogger("advrec")
 logger.addHandler(logging.NullHandler())
@@ -25,8 +25,18 @@ class _CurrentStderr(logging.StreamHandler):
         super().emit(record)
 
 
-def report(message: str) -> None:
-    """Tell the user something they should know (never silently drop or substitute data)."""
+_reported_once: Set[str] = set()
+
+
+def report(message: str, once: bool = False) -> None:
+    """Tell the user something they should know (never silently drop or substitute data).
+
+    ``once``: a fact that every call would repeat word for word (where a dataset came from, a
+    property of the evaluation data) is told the first time only in this process."""
+    if once:
+        if message in _reported_once:
+            return
+        _reported_once.add(message)
     logger.info(message)
 
 

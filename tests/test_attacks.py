@@ -356,3 +356,16 @@ def test_attacks_give_the_same_delta_fused_or_not(trained, monkeypatch):
     unfused = BIM(model, 0.5, steps=5)(batch)
     for name in fused:
         torch.testing.assert_close(fused[name], unfused[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_perturb_step_refuses_non_finite_delta_or_grad_on_both_paths(fused, bad):
+    """Issue 15: an inf in delta silently became NaN; the fused kernel and the torch path now
+    both refuse it, naming the tensor."""
+    delta, grad = torch.zeros(4, 3), torch.ones(4, 3)
+    for name in ("delta", "grad"):
+        d, g = delta.clone(), grad.clone()
+        (d if name == "delta" else g)[2, 1] = bad
+        with pytest.raises(ValueError, match=name):
+            perturb_step(d, g, 0.1, 0.5, "l2", fused=fused)

@@ -1,5 +1,7 @@
 """The advrec command: info reports the build, demo runs end to end and writes its results."""
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -54,11 +56,16 @@ def test_demo_cat_part(tmp_path, capsys):
     assert main(["demo", "--epochs", "1", "--no-progress", "--no-attack", "--no-amr", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "CAT demo" in out and "adv_cas" in out
+    # issue 15: the total comes last, after every part; the first part reports its own time
+    assert out.index("baselines ") < out.index("CAT demo") < out.index("whole demo")
+    assert out.count("whole demo") == 1
+    assert "nan" not in out and "NDCG" not in out and "HT@" not in out
+    assert re.search(r"\d+\.\d%", out.split("CAT demo")[0].split("SASRec on ML-100K")[1])  # drops in %
     saved = json.loads((tmp_path / "demo.json").read_text())
     assert [r["training"] for r in saved["cat"]] == ["base", "adv_cas"]
     for row in saved["cat"]:
-        assert 0.0 <= row["NDCG@10"] <= row["HT@10"] <= 1.0
-        assert row["NDCG@10 drop, last item replaced"] <= 1.0 and row["HT@10 drop, last item replaced"] <= 1.0
+        assert 0.0 <= row["nDCG@10"] <= row["HR@10"] <= 1.0
+        assert row["nDCG@10 drop %, last item replaced"] <= 100.0 and row["HR@10 drop %, last item replaced"] <= 100.0
     assert "adv_cas" in (tmp_path / "demo.md").read_text()
 
 
@@ -76,7 +83,14 @@ def test_run_cat_quick_writes_its_report(tmp_path, capsys):
     assert cfg["methods"] == ["adv_cas"] and cfg["component_models"] == [] and cfg["sweep_eps"] == []  # --quick
     methods = saved["seeds"][0]["models"]["GRU4Rec"]["methods"]
     assert set(methods) == {"base", "adv_cas"} and methods["base"]["epochs"] == 2
-    assert (tmp_path / "cat.md").read_text().startswith("# CAT on")
+    md = (tmp_path / "cat.md").read_text()
+    assert md.startswith("# CAT on")
+    # issue 15: a report records what produced it and never a local cache path
+    prov = saved["provenance"]
+    assert prov["advrec"] and prov["python"] and prov["torch"] and prov["cpu"] and prov["cores"] >= 1
+    assert len(prov["data_sha256"]) == 64 and prov["finished"].endswith("Z")
+    assert md.rstrip().splitlines()[-1].startswith("Run: advrec ")
+    assert str(Path.home()) not in md and ".cache" not in json.dumps(saved)
 
 
 def test_run_rejects_the_other_experiments_flags(capsys):

@@ -105,7 +105,7 @@ def test_table3_recomputed(result):
                                                         for k in ("base",) + TRAINED_ON]
     for row in rows:
         model, method = row["model"], row["method"]
-        for key, name in (("nDCG@10", "NDCG@10"), ("HR@10", "HT@10")):
+        for key, name in (("nDCG@10", "nDCG@10"), ("HR@10", "HR@10")):
             values = _get(result, model, method, "test", key)
             assert row[name] == _ms(values)
             if method == "base":
@@ -124,10 +124,10 @@ def test_table3_keeps_only_the_methods_run_and_ignores_an_undefined_p(result):
     rows = cat_report.table3(result)
     assert [r["method"] for r in rows] == ["base", "continued", "adv_global", "adv_cas"] * 2
     p0 = result.seeds[0].models["SASRec"].methods["adv_cas"].p_vs_base["nDCG@10"]
-    assert rows[3]["p vs base (NDCG@10)"] == f"{p0:.1e}"   # the NaN seed is skipped
+    assert rows[3]["p vs base (nDCG@10)"] == f"{p0:.1e}"   # the NaN seed is skipped
     for s in result.seeds:
         s.models["SASRec"].methods["adv_cas"].p_vs_base["nDCG@10"] = float("nan")
-    assert cat_report.table3(result)[3]["p vs base (NDCG@10)"] == "nan"
+    assert cat_report.table3(result)[3]["p vs base (nDCG@10)"] == "nan"
 
 
 def test_table4_recomputed(result):
@@ -136,13 +136,13 @@ def test_table4_recomputed(result):
     assert [r["cascade"].split()[0] for r in rows] == ["base", "adv_cas_1", "adv_cas_2", "adv_cas"]
     base = _get(result, "SASRec", "base", "test", "nDCG@10")
     for row, label in zip(rows[1:3], ("adv_cas_1", "adv_cas_2")):
-        for key, name in (("nDCG@10", "NDCG@10"), ("HR@10", "HT@10")):
+        for key, name in (("nDCG@10", "nDCG@10"), ("HR@10", "HR@10")):
             values = [s.models["SASRec"].components[label].test[key] for s in result.seeds]
             assert row[name] == _ms(values)
         nd = np.mean([s.models["SASRec"].components[label].test["nDCG@10"] for s in result.seeds])
-        assert row["NDCG@10 vs. base"] == f"{100 * (nd - base.mean()) / base.mean():.2f}%"
-    assert rows[3]["NDCG@10"] == _ms(_get(result, "SASRec", "adv_cas", "test", "nDCG@10"))
-    assert rows[0]["NDCG@10"] == _ms(base) and rows[0]["NDCG@10 vs. base"] == "-"
+        assert row["nDCG@10 vs. base"] == f"{100 * (nd - base.mean()) / base.mean():.2f}%"
+    assert rows[3]["nDCG@10"] == _ms(_get(result, "SASRec", "adv_cas", "test", "nDCG@10"))
+    assert rows[0]["nDCG@10"] == _ms(base) and rows[0]["nDCG@10 vs. base"] == "-"
 
 
 def test_sweep_table_uses_the_sweep_seeds_only(result):
@@ -154,10 +154,10 @@ def test_sweep_table_uses_the_sweep_seeds_only(result):
     for row in rows:
         rec = s0[row["model"]]
         entry = {"1": rec.sweep["1.0"], "20": rec.sweep["20.0"]}.get(row["eps"], rec.methods["adv_cas"])
-        assert row["NDCG@10"] == f"{entry.test['nDCG@10']:.4f}"   # one seed: no std
-        assert row["HT@10"] == f"{entry.test['HR@10']:.4f}"
+        assert row["nDCG@10"] == f"{entry.test['nDCG@10']:.4f}"   # one seed: no std
+        assert row["HR@10"] == f"{entry.test['HR@10']:.4f}"
         base = rec.methods["base"].test["nDCG@10"]        # seed 0's base, not both seeds'
-        assert row["NDCG@10 vs. base"] == f"{100 * (entry.test['nDCG@10'] - base) / base:.2f}%"
+        assert row["nDCG@10 vs. base"] == f"{100 * (entry.test['nDCG@10'] - base) / base:.2f}%"
 
 
 def test_sweep_table_without_a_sweep_and_with_the_main_eps_swept(result):
@@ -178,7 +178,7 @@ def test_substitution_table_recomputed(result):
     assert len(rows) == 2 * (1 + len(TRAINED_ON))
     for row in rows:
         for where in WHERES:
-            for key, name in (("nDCG@10", "NDCG@10"), ("HR@10", "HT@10")):
+            for key, name in (("nDCG@10", "nDCG@10"), ("HR@10", "HR@10")):
                 drops = _get(result, row["model"], row["method"], "substitution", where, "drop", key)
                 assert row[f"{where.replace('_', ' ')} {name}"] == f"{100 * drops.mean():.1f}%"
         # the drop is the relative loss of the same model's clean metric
@@ -216,28 +216,28 @@ def test_acceptance_fails_each_check_on_its_own(result):
     def names_failed(r):
         return [c.name for c in cat_report.acceptance(r) if not c.passed]
 
-    worse = copy.deepcopy(result)                       # 1: GRU4Rec's adv_cas below base on NDCG@10
+    worse = copy.deepcopy(result)                       # 1: GRU4Rec's adv_cas below base on nDCG@10
     for s in worse.seeds:
         m = s.models["GRU4Rec"].methods
         m["adv_cas"].test["nDCG@10"] = m["base"].test["nDCG@10"] * 0.9
-    assert names_failed(worse) == ["GRU4Rec: adv_cas NDCG@10 >= base"]
+    assert names_failed(worse) == ["GRU4Rec: adv_cas nDCG@10 >= base"]
 
     first = copy.deepcopy(result)                       # 2: SASRec's base hurt more by the first item
     for s in first.seeds:
         sub = s.models["SASRec"].methods["base"].substitution
         sub["first"].drop["nDCG@10"] = sub["last"].drop["nDCG@10"] + 0.01
-    assert names_failed(first) == ["SASRec: base loses more NDCG@10 to the last item replaced than to the first"]
+    assert names_failed(first) == ["SASRec: base loses more nDCG@10 to the last item replaced than to the first"]
 
     fragile = copy.deepcopy(result)                     # 3: SASRec's adv_cas loses as much as base
     for s in fragile.seeds:
         m = s.models["SASRec"].methods
         m["adv_cas"].substitution["last"].drop["nDCG@10"] = m["base"].substitution["last"].drop["nDCG@10"]
-    assert names_failed(fragile) == ["SASRec: adv_cas loses less NDCG@10 than base to the last item replaced"]
+    assert names_failed(fragile) == ["SASRec: adv_cas loses less nDCG@10 than base to the last item replaced"]
 
     nan = copy.deepcopy(result)                         # an undefined drop never passes
     for s in nan.seeds:
         s.models["SASRec"].methods["adv_cas"].substitution["last"].drop["nDCG@10"] = float("nan")
-    assert names_failed(nan) == ["SASRec: adv_cas loses less NDCG@10 than base to the last item replaced"]
+    assert names_failed(nan) == ["SASRec: adv_cas loses less nDCG@10 than base to the last item replaced"]
 
 
 def test_acceptance_without_adv_cas_checks_only_the_base(result):
@@ -293,7 +293,7 @@ def test_figures_written(result, tmp_path):
         assert names == {"cat.json", "cat.md"}
         return
     expected = {"fig4_eps.png"} | {f"fig3_{m}.png" for m in ("SASRec", "GRU4Rec")}
-    expected |= {f"fig{n}_{m}_{k}.png" for n in (5, 6) for m in ("SASRec", "GRU4Rec") for k in ("NDCG10", "HT10")}
+    expected |= {f"fig{n}_{m}_{k}.png" for n in (5, 6) for m in ("SASRec", "GRU4Rec") for k in ("nDCG10", "HR10")}
     assert names == expected | {"cat.json", "cat.md"}
     assert all((tmp_path / n).stat().st_size > 1000 for n in expected)
 

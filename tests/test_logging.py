@@ -61,3 +61,27 @@ def test_show_reports_prints_once_on_the_current_stderr(capsys):
             if h.get_name() == "advrec-cli":
                 logger.removeHandler(h)
         logger.propagate, logger.level = saved
+
+
+def test_a_fact_told_word_for_word_again_is_reported_once(caplog):
+    """Issue 15: the demo printed where ML-100K came from once per part, and the sampled
+    protocol's short-candidates note once per evaluation; ``once=True`` tells such a fact once."""
+    with caplog.at_level(logging.INFO, logger="advrec"):
+        for _ in range(3):
+            _logging.report("test fact A, told once", once=True)
+            _logging.report("test fact B, told each time")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("test fact A, told once") == 1
+    assert messages.count("test fact B, told each time") == 3
+
+
+def test_loading_a_dataset_three_times_names_its_source_once(tmp_path):
+    code = ("import advrec.data as D\nfrom advrec._logging import show_reports\nshow_reports()\n"
+            "for _ in range(3):\n    D.load('ml-100k')\n")
+    package_root = Path(advrec.__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(package_root), os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [line for line in res.stderr.splitlines() if line.startswith("advrec: ml-100k:")]
+    assert len(lines) == 1, res.stderr

@@ -95,3 +95,22 @@ def test_threads_none_keeps_torchs_count(two_torch_threads, ml100k_train):
     Trainer(epochs=1, patience=None, progress=False, threads=None).fit(model, ml100k_train, validator)
     Trainer(epochs=1, patience=None, progress=False).fit(model, ml100k_train, validator)
     assert seen == [2, 1]
+
+
+@pytest.mark.parametrize("trainer", [Trainer, SequenceTrainer, ClassifierTrainer])
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**64, 1.5, True])
+def test_a_seed_no_generator_takes_is_refused_when_the_trainer_is_built(trainer, seed):
+    """Issue 15 (probed further): seed=-1 used to fail inside fit with NumPy's "expected
+    non-negative integer", 2**64 with "Overflow when unpacking long long"."""
+    with pytest.raises(ValueError, match="seed"):
+        trainer(seed=seed)
+
+
+def test_experiment_configs_refuse_negative_seeds():
+    from advrec.experiments.amr import AMRConfig
+    from advrec.experiments.cat import CATConfig
+    from advrec.experiments.msap import MSAPConfig
+
+    for config in (MSAPConfig, AMRConfig, CATConfig):
+        with pytest.raises(ValueError, match="seeds"):
+            config(seeds=(0, -1)).validate()

@@ -102,3 +102,22 @@ def test_checkpoint_round_trip(tmp_path):
         load_checkpoint(tmp_path / "missing")
     with pytest.raises(TypeError):
         save_checkpoint(m, tmp_path / "bad", extra={"x": object()})
+
+
+def test_a_budget_that_is_not_a_multiple_of_eval_every_still_ends_validated():
+    """Issue 15: 3 epochs with eval_every=5 used to finish with no validation at all (the CAT demo
+    reported "best valid nDCG@10 nan"); the last epoch is now always validated."""
+    train = _toy_interactions()
+    calls = []
+
+    def validator(model):
+        calls.append(1)
+        return 0.5
+
+    m = MF(train.n_users, train.n_items, dim=4, seed=0)
+    h = Trainer(lr=0.05, epochs=3, eval_every=5, batch_size=64, patience=None, progress=False).fit(m, train, validator)
+    assert len(calls) == 1 and h.best_metric == 0.5 and h.best_epoch == 2
+    assert np.isnan(h.metric[:2]).all() and h.metric[2] == 0.5
+    calls.clear()
+    h = Trainer(lr=0.05, epochs=7, eval_every=5, batch_size=64, patience=None, progress=False).fit(m, train, validator)
+    assert len(calls) == 2 and not np.isnan(h.metric[4]) and not np.isnan(h.metric[6])

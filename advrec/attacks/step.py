@@ -66,7 +66,7 @@ def perturb_step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: flo
     is not modified, so a caller may keep the tensors of earlier steps (iteration curves).
     ``fused``: run the compiled one-pass kernel (``advrec.kernels.perturb_step``, norms in
     double) instead of the torch ops (``torch_step``, the reference); ``None`` picks it for 2-D
-    float32 CPU tensors. The kernel also rejects a NaN/inf gradient, naming ``grad``.
+    float32 CPU tensors. Both paths refuse a NaN/inf ``delta`` or ``grad``, naming it.
     """
     if tuple(delta.shape) != tuple(grad.shape):
         raise ValueError(f"delta and grad must have the same shape, got {tuple(delta.shape)} "
@@ -83,6 +83,9 @@ def perturb_step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: flo
 
         out = delta.detach().clone(memory_format=torch.contiguous_format)  # earlier steps stay intact
         return kernels.perturb_step(out, grad.detach().contiguous(), float(alpha), float(eps), check_norm(norm))
+    for name, t in (("delta", delta), ("grad", grad)):  # the kernel refuses these too; torch would return NaN
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or inf; an attack step needs finite values")
     return torch_step(delta, grad, alpha, eps, norm)
 
 

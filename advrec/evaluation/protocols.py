@@ -202,7 +202,8 @@ def _full_ranking(model, test, test_csr, masked, ks, batch_size, popularity, del
         global_metrics[f"Entropy@{kk}"] = shannon_entropy(topk_all, test.n_items, kk)
         global_metrics[f"Gini@{kk}"] = gini_index(topk_all, test.n_items, kk)
     if info.get("n_users_no_negative"):
-        report(f"evaluate: {info['n_users_no_negative']} users have no candidate negative; their AUC is NaN")
+        report(f"evaluate: {info['n_users_no_negative']} users have no candidate negative; their AUC is NaN",
+               once=True)
     return EvalResult(users, per_user, global_metrics, topk_all, "full", info)
 
 
@@ -334,7 +335,8 @@ def _sampled(model, test, test_csr, seen, ks, n_negatives, seed, batch_size, del
     }
     if info["n_short_cases"]:
         report(f"evaluate: {info['n_short_cases']} of {n_cases} cases had fewer than {n_negatives} "
-               "candidate negatives and were ranked against all of them")
+               "candidate negatives and were ranked against all of them", once=True)
     if info["n_cases_no_negative"]:
-        report(f"evaluate: {info['n_cases_no_negative']} cases have no candidate negative; left undefined (NaN)")
+        report(f"evaluate: {info['n_cases_no_negative']} cases have no candidate negative; left undefined (NaN)",
+               once=True)
     return EvalResult(users, per_user, {}, None, "sampled", info)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from .._checks import seed_arg
 from .. import data as D
 from ..attacks import FGSM, RandomNoise
 from ..data.sampling import BPRSampler
@@ -37,6 +38,7 @@ from ..evaluation import case_ranks, evaluate, sampled_cases, validator
 from ..models import DUIF, MF, VBPR, Pop
 from ..training import Trainer, fit_eals, train_amr
 from .inputs import implicit_interactions
+from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import TrainingRecord, config_from_dict, number, numbers
 
 #: Table 2 rows, in the paper's order.
@@ -120,6 +122,8 @@ class AMRConfig:
         seeds = tuple(self.seeds)
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
             raise ValueError(f"seeds must be a non-empty sequence of ints, got {self.seeds!r}")
+        for s in seeds:
+            seed_arg(s, "seeds entries")
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct, got {list(seeds)}")
         ks = tuple(self.k)
@@ -266,17 +270,19 @@ class AMRResult:
     features: str = ""
     seeds: List[AMRSeed] = field(default_factory=list)
     seconds: float = float("nan")
+    provenance: Optional[Provenance] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {"config": asdict(self.config), "data": self.data, "features": self.features,
-                "seeds": [s.to_dict() for s in self.seeds], "seconds": self.seconds}
+                "seeds": [s.to_dict() for s in self.seeds], "seconds": self.seconds,
+                **provenance_entry(self.provenance)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AMRResult":
         """From a loaded amr.json (strict JSON: null back to NaN, "inf" to infinity)."""
         return cls(config=config_from_dict(AMRConfig, d["config"]), data=d.get("data", ""),
                    features=d.get("features", ""), seeds=[AMRSeed.from_dict(numbers(s)) for s in d["seeds"]],
-                   seconds=number(d.get("seconds")))
+                   seconds=number(d.get("seconds")), provenance=provenance_from(d))
 
 
 # ----------------------------------------------------------------------------- data
@@ -539,4 +545,4 @@ def run_amr(config: Optional[AMRConfig] = None) -> AMRResult:
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
     seeds = [_run_seed(data, config, seed, show) for seed in config.seeds]
     return AMRResult(config=config, data=data.source, features=data.feature_source, seeds=seeds,
-                     seconds=time.perf_counter() - start)
+                     seconds=time.perf_counter() - start, provenance=collect(data.inter))

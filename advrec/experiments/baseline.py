@@ -134,4 +134,4 @@ def run_baseline(config: BaselineConfig = BaselineConfig()) -> BaselineResult:
         results[f"BPR-MF (sampled {config.sampled_negatives})"] = res
         rows.append(_row(f"BPR-MF sampled-{config.sampled_negatives}", res))
     return BaselineResult(config=config, rows=rows, results=results, train_seconds=train_seconds,
-                          best_epoch=history.best_epoch, data_source=ds.source, model=model)
+                          best_epoch=history.best_epoch, data_source=f"{config.dataset} ({ds.portable_source()})", model=model)

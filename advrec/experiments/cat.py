@@ -5,17 +5,17 @@ draws the initialisations, dropout and negatives), for SASRec and GRU4Rec:
 
 * Table 3: the base model trained to convergence (early stopping on validation nDCG@10), then
   each adversarial method (adv_linear, adv_seq, adv_global, adv_cas) trained on from that same
-  checkpoint for ``adv_epochs`` with its best validation epoch kept; full-ranking NDCG@10 and
-  HT@10 on test, history items excluded, paired t-tests against the base model. The control
+  checkpoint for ``adv_epochs`` with its best validation epoch kept; full-ranking nDCG@10 and
+  HR@10 on test, history items excluded, paired t-tests against the base model. The control
   ``continued`` (``control=True``) trains the base on exactly as the methods are, with the plain
   loss: what the extra epochs and the fresh optimiser give without any perturbation;
 * Table 4: adv_cas with the same-sequence (adv_cas_1) or cross-sequence (adv_cas_2) cascade
   component only (``component_models``);
 * Figure 4: adv_cas at other perturbation sizes (``sweep_eps``, on ``sweep_seeds``);
-* Figures 5-6: the drop of test NDCG@10 / HT@10 when the first, middle or last item, or the last
+* Figures 5-6: the drop of test nDCG@10 / HR@10 when the first, middle or last item, or the last
   K items, of each test history are replaced adversarially by a similar real item
   (``advrec.attacks.substitute_items``), for the base model and every method;
-* Figure 3: validation NDCG@10 through both training phases.
+* Figure 3: validation nDCG@10 through both training phases.
 
 Scaled down from the paper (500 + 100 epochs, T = 200 on ML-1M) for ML-100K on a CPU: T =
 ``max_len`` (50, the paper's value for its sparser data sets), the base phase stops early, and
@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from .._checks import seed_arg
 from .. import data as D
 from .._logging import report
 from ..attacks.substitution import substitute_items
@@ -42,6 +43,7 @@ from ..models import GRU4Rec, SASRec
 from ..training import SequenceTrainer, cascade_effects
 from ..training.cat import METHODS, CascadeAdversarialLoss
 from .inputs import implicit_interactions
+from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import config_from_dict, number, numbers
 
 SEQ_MODELS = {"SASRec": SASRec, "GRU4Rec": GRU4Rec}
@@ -129,6 +131,8 @@ class CATConfig:
             if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or (name == "seeds" and not seeds):
                 raise ValueError(f"{name} must be a {'non-empty ' if name == 'seeds' else ''}sequence of ints, "
                                  f"got {getattr(self, name)!r}")
+            for s in seeds:
+                seed_arg(s, f"{name} entries")
         for name in ("models", "component_models", "sweep_models"):
             bad = [m for m in getattr(self, name) if m not in SEQ_MODELS]
             if bad or (name == "models" and not self.models):
@@ -259,16 +263,18 @@ class CATResult:
     data: str = ""
     seeds: List[CATSeed] = field(default_factory=list)
     seconds: float = float("nan")
+    provenance: Optional[Provenance] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {"config": asdict(self.config), "data": self.data, "seeds": [s.to_dict() for s in self.seeds],
-                "seconds": self.seconds}
+                "seconds": self.seconds, **provenance_entry(self.provenance)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CATResult":
         """From a loaded cat.json (strict JSON: null back to NaN, "inf" to infinity)."""
         return cls(config=config_from_dict(CATConfig, d["config"]), data=d.get("data", ""),
-                   seeds=[CATSeed.from_dict(numbers(s)) for s in d["seeds"]], seconds=number(d.get("seconds")))
+                   seeds=[CATSeed.from_dict(numbers(s)) for s in d["seeds"]], seconds=number(d.get("seconds")),
+                   provenance=provenance_from(d))
 
 
 @dataclass
@@ -441,4 +447,5 @@ def _run(config: CATConfig) -> CATResult:
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
     seeds = [CATSeed(seed, {name: _run_model(name, data, config, seed, show) for name in config.models})
              for seed in config.seeds]
-    return CATResult(config=config, data=data.source, seeds=seeds, seconds=time.perf_counter() - start)
+    return CATResult(config=config, data=data.source, seeds=seeds, seconds=time.perf_counter() - start,
+                     provenance=collect(data.inter))

@@ -2,8 +2,8 @@
 standard deviation) into the paper's Tables 3-4, Figures 3-6, the training time and the issue's
 acceptance checks; as terminal text, Markdown, JSON and PNG figures.
 
-The records hold the metrics under their evaluation names (``nDCG@10``, ``HR@10``); the report
-shows them under the paper's (NDCG@10, HT@10). Substitution drops are relative,
+The metrics keep the library's names everywhere (``nDCG@10``, ``HR@10``; the CAT paper calls them
+NDCG@10 and HT@10). Substitution drops are relative,
 ``(clean - attacked) / clean`` of the same model, so a positive number is accuracy lost.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from .cat import COMPONENTS, CONTROL, METRICS, POSITIONS, CATResult, CATSeed
 from .report_files import ReportFiles
 from .records import Check
 
-#: the paper's names of the record's metrics
-DISPLAY = {"nDCG@10": "NDCG@10", "HR@10": "HT@10"}
+#: how the report names the record's metrics (the library's names; the paper's are NDCG@10 and HT@10)
+DISPLAY = {"nDCG@10": "nDCG@10", "HR@10": "HR@10"}
 #: Table 3's row order: the base model, then the adversarial methods as the paper lists them
 ROWS = ("base", CONTROL) + tuple(METHODS)
 #: Table 4's labels of the cascade ablations
@@ -80,22 +80,22 @@ def substitution_drop(result: CATResult, model: str, method: str, where: str, me
 
 def acceptance(result: CATResult) -> List[Check]:
     """The issue's checks on the means over seeds, per model (a check whose method was not run
-    is left out): adv_cas >= base on NDCG@10; replacing the last item costs the base model more
-    NDCG@10 than replacing the first; under last-item substitution adv_cas loses less than base."""
+    is left out): adv_cas >= base on nDCG@10; replacing the last item costs the base model more
+    nDCG@10 than replacing the first; under last-item substitution adv_cas loses less than base."""
     checks: List[Check] = []
     for model in _models(result):
         methods = _methods(result, model)
         if "adv_cas" in methods:
             base, cas = (float(_test(result, model, m, "nDCG@10").mean()) for m in ("base", "adv_cas"))
-            checks.append(Check(f"{model}: adv_cas NDCG@10 >= base", cas >= base,
+            checks.append(Check(f"{model}: adv_cas nDCG@10 >= base", cas >= base,
                                 f"{cas:.4f} vs {base:.4f} ({_pct(_rel(cas, base))})"))
         first, last = (float(substitution_drop(result, model, "base", w).mean()) for w in ("first", "last"))
-        checks.append(Check(f"{model}: base loses more NDCG@10 to the last item replaced than to the first",
+        checks.append(Check(f"{model}: base loses more nDCG@10 to the last item replaced than to the first",
                             last > first, f"drop {_pct(100 * last, 1)} (last) vs {_pct(100 * first, 1)} (first)"))
         if "adv_cas" in methods:
             cas_drop, base_drop = (float(substitution_drop(result, model, m, "last").mean())
                                    for m in ("adv_cas", "base"))
-            checks.append(Check(f"{model}: adv_cas loses less NDCG@10 than base to the last item replaced",
+            checks.append(Check(f"{model}: adv_cas loses less nDCG@10 than base to the last item replaced",
                                 cas_drop < base_drop,
                                 f"drop {_pct(100 * cas_drop, 1)} (adv_cas) vs {_pct(100 * base_drop, 1)} (base)"))
     return checks
@@ -114,7 +114,7 @@ def _accuracy_row(model: str, label_key: str, label: str, values: Dict[str, np.n
 
 
 def table3(result: CATResult) -> List[Dict[str, object]]:
-    """Per model and method (base first): test NDCG@10 and HT@10 (mean ± std over seeds), the
+    """Per model and method (base first): test nDCG@10 and HR@10 (mean ± std over seeds), the
     relative change of the means against base, and the largest paired t-test p over seeds of the
     method against base (per user, on the same test cases)."""
     rows = []
@@ -135,7 +135,7 @@ def table3(result: CATResult) -> List[Dict[str, object]]:
 
 def table4(result: CATResult) -> List[Dict[str, object]]:
     """The cascade ablation for the component models: base, adv_cas_1 (same-sequence cascade
-    only), adv_cas_2 (cross-sequence only) and adv_cas (both), test NDCG@10 / HT@10."""
+    only), adv_cas_2 (cross-sequence only) and adv_cas (both), test nDCG@10 / HR@10."""
     rows = []
     for model in _models(result):
         if not all(s.models[model].components is not None for s in result.seeds):
@@ -188,8 +188,8 @@ def sweep(result: CATResult, model: str) -> Optional[Sweep]:
 
 
 def sweep_table(result: CATResult) -> List[Dict[str, object]]:
-    """Figure 4 in numbers: adv_cas test NDCG@10 / HT@10 per eps and model (mean ± std over the
-    seeds that ran the sweep, named in the row), and NDCG@10 against base on those seeds."""
+    """Figure 4 in numbers: adv_cas test nDCG@10 / HR@10 per eps and model (mean ± std over the
+    seeds that ran the sweep, named in the row), and nDCG@10 against base on those seeds."""
     rows = []
     main = float(result.config.eps)
     for model in _models(result):
@@ -201,7 +201,7 @@ def sweep_table(result: CATResult) -> List[Dict[str, object]]:
                                       "seeds": " ".join(str(s) for s in sw.seeds)}
             for metric in METRICS:
                 row[DISPLAY[metric]] = _cell(sw.metrics[metric][:, j])
-            row["NDCG@10 vs. base"] = _pct(_rel(float(sw.metrics["nDCG@10"][:, j].mean()),
+            row["nDCG@10 vs. base"] = _pct(_rel(float(sw.metrics["nDCG@10"][:, j].mean()),
                                                 float(sw.base["nDCG@10"].mean())))
             rows.append(row)
     return rows
@@ -212,8 +212,8 @@ def _where_label(where: str) -> str:
 
 
 def substitution_table(result: CATResult) -> List[Dict[str, object]]:
-    """Figures 5-6 in numbers: per model and method, the relative drop (%) of test NDCG@10 and
-    HT@10 (mean over seeds) when the first, middle or last history item, or the last K items,
+    """Figures 5-6 in numbers: per model and method, the relative drop (%) of test nDCG@10 and
+    HR@10 (mean over seeds) when the first, middle or last history item, or the last K items,
     are replaced by similar real items chosen adversarially."""
     wheres = list(POSITIONS) + [f"last_{k}" for k in _ks(result) if k != 1]
     rows = []
@@ -256,7 +256,7 @@ def render_text(result: CATResult, markdown: bool = False, checks: Optional[Sequ
         f"Leave-one-out by time (per user the last item is the test item, the second last the validation "
         f"item); every item ranked, the user's history (train + validation) excluded; T = {cfg.max_len}. "
         f"Mean ± std over {len(result.seeds)} seed(s) {[s.seed for s in result.seeds]}. Base phase: at most "
-        f"{cfg.epochs} epochs, early stopping on validation NDCG@10 (checked every {cfg.eval_every}, patience "
+        f"{cfg.epochs} epochs, early stopping on validation nDCG@10 (checked every {cfg.eval_every}, patience "
         f"{cfg.patience}). Each adversarial method trains on from the base's best checkpoint for "
         f"{cfg.adv_epochs} epochs; its best validation epoch (checked every {cfg.adv_eval_every}) is kept. "
         f"{CONTROL}: the same second phase with the plain loss (the extra epochs without perturbations). "
@@ -326,7 +326,7 @@ def figures(result: CATResult, out: Path) -> List[Path]:
         files.append(curves(out / f"fig3_{model}.png", series,
                             title=f"Figure 3: {model}, seed {first.seed}",
                             xlabel=f"epoch (adversarial phases start from base epoch {start})",
-                            ylabel="validation NDCG@10"))
+                            ylabel="validation nDCG@10"))
     series, hlines = {}, {}
     for model in _models(result):
         sw = sweep(result, model)
@@ -337,8 +337,8 @@ def figures(result: CATResult, out: Path) -> List[Path]:
         hlines[f"{model} base"] = (float(sw.base["nDCG@10"].mean()), f"{model} adv_cas")
     if series:
         files.append(curves(out / "fig4_eps.png", series, hlines=hlines, logx=True,
-                            title="Figure 4: adv_cas test NDCG@10 against eps", xlabel="eps",
-                            ylabel="test NDCG@10"))
+                            title="Figure 4: adv_cas test nDCG@10 against eps", xlabel="eps",
+                            ylabel="test nDCG@10"))
     ks = _ks(result)
     for model in _models(result):
         methods = _methods(result, model)

@@ -22,6 +22,7 @@ from ..models import FM
 from ..training.classifier import ClassifierTrainer, accuracy
 from ..training.fm_robust import FMRobustLoss
 from ..training.rfm import rfm_loss
+from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import config_from_dict
 
 
@@ -122,11 +123,12 @@ class FMCertifyResult:
     attacks: List[InjectionRate] = field(default_factory=list)     # Figure 2
     seconds: Dict[str, float] = field(default_factory=dict)
     data: str = ""
+    provenance: Optional[Provenance] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {"config": asdict(self.config), "table": [r.to_dict() for r in self.table],
                 "shares": [r.to_dict() for r in self.shares], "attacks": [r.to_dict() for r in self.attacks],
-                "seconds": self.seconds, "data": self.data}
+                "seconds": self.seconds, "data": self.data, **provenance_entry(self.provenance)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FMCertifyResult":
@@ -134,7 +136,7 @@ class FMCertifyResult:
                    table=[FMModelRow.from_dict(r) for r in d.get("table", [])],
                    shares=[CertShares.from_dict(r) for r in d.get("shares", [])],
                    attacks=[InjectionRate.from_dict(r) for r in d.get("attacks", [])],
-                   seconds=dict(d.get("seconds", {})), data=d.get("data", ""))
+                   seconds=dict(d.get("seconds", {})), data=d.get("data", ""), provenance=provenance_from(d))
 
     @property
     def models(self) -> List[str]:
@@ -223,4 +225,4 @@ def run_fm_certify(config: FMCertifyConfig = FMCertifyConfig()) -> Tuple[FMCerti
     seconds["train"] = time.perf_counter() - start
     result = evaluate_models(config, data, models, FMCertifyResult(config=config, data=data.describe(),
                                                                    seconds=seconds))
-    return result, models
+    return replace(result, provenance=collect(data)), models

@@ -51,7 +51,8 @@ def report_json(result: FMCertifyResult) -> str:
 
 def report_markdown(result: FMCertifyResult) -> str:
     """The text of fm_certify.md."""
-    return f"# {TITLE}\n\n" + result.data + "\n\n" + render_text(result, markdown=True) + "\n"
+    run = f"\n\n{result.provenance.line()}" if result.provenance is not None else ""
+    return f"# {TITLE}\n\n" + result.data + "\n\n" + render_text(result, markdown=True) + run + "\n"
 
 
 def result_from_json(payload: Mapping[str, Any]) -> FMCertifyResult:

@@ -20,4 +20,4 @@ def implicit_interactions(dataset: str, data_path: Optional[str], data_format: O
             raise ValueError(f"data_path: {data_path} holds no user-item interactions")
         return D.implicit(ratings, _quiet=True), str(data_path), None
     registered = D.load(dataset)
-    return D.implicit(registered.interactions, _quiet=True), f"{dataset} ({registered.source})", registered
+    return D.implicit(registered.interactions, _quiet=True), f"{dataset} ({registered.portable_source()})", registered

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from .._checks import seed_arg
 from .. import data as D
 from ..attacks import BIM, FGSM, PGD, RandomNoise
 from ..attacks.step import check_norm
@@ -37,6 +38,7 @@ from ..metrics import group_means, item_fairness, mad_rating, per_item_ndcg, use
 from ..models import MF, Random
 from ..training import Trainer, train_amf
 from .baseline import BPRSettings
+from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import TrainingRecord, config_from_dict, config_to_dict, number, numbers
 
 #: Table 1 columns: our metric name -> the paper's.
@@ -106,6 +108,8 @@ class MSAPConfig(BPRSettings):
         seeds = tuple(self.seeds)
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
             raise ValueError(f"seeds must be a non-empty sequence of ints, got {self.seeds!r}")
+        for s in seeds:
+            seed_arg(s, "seeds entries")
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct, got {list(seeds)}")
         if any(isinstance(e, bool) or not (isinstance(e, (int, float)) and math.isfinite(e) and e > 0)
@@ -223,18 +227,21 @@ class MSAPResult:
     group_names: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     seeds: List[MSAPSeed] = field(default_factory=list)
     seconds: float = float("nan")
+    provenance: Optional[Provenance] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {"config": config_to_dict(self.config, _CONFIG_ORDER), "data": self.data,
                 "group_names": {k: list(v) for k, v in self.group_names.items()},
-                "seeds": [s.to_dict() for s in self.seeds], "seconds": self.seconds}
+                "seeds": [s.to_dict() for s in self.seeds], "seconds": self.seconds,
+                **provenance_entry(self.provenance)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MSAPResult":
         """From a loaded msap.json (strict JSON: null back to NaN, "inf" to infinity)."""
         return cls(config=config_from_dict(MSAPConfig, d["config"]), data=d.get("data", ""),
                    group_names={k: tuple(v) for k, v in d.get("group_names", {}).items()},
-                   seeds=[MSAPSeed.from_dict(numbers(s)) for s in d["seeds"]], seconds=number(d.get("seconds")))
+                   seeds=[MSAPSeed.from_dict(numbers(s)) for s in d["seeds"]], seconds=number(d.get("seconds")),
+                   provenance=provenance_from(d))
 
 
 # ----------------------------------------------------------------------------- data
@@ -262,7 +269,7 @@ def load_data(config: MSAPConfig) -> MSAPData:
         source = str(config.data_path)
     else:
         dataset = D.load(config.dataset)
-        ratings, source = dataset.interactions, f"{config.dataset} ({dataset.source})"
+        ratings, source = dataset.interactions, f"{config.dataset} ({dataset.portable_source()})"
     inter = D.implicit(ratings, _quiet=True)
     # MSAP: the last interaction when timestamps exist (ML-1M), a random one otherwise (Last.fm)
     order = "time" if inter.timestamp is not None else "random"
@@ -490,4 +497,4 @@ def run_msap(config: Optional[MSAPConfig] = None, pretrained: Optional[Mapping[i
     seeds = [_run_seed(data, config, seed, pretrained.get(seed), show) for seed in config.seeds]
     return MSAPResult(config=config, data=data.source,
                       group_names={name: tuple(g.names) for name, g in data.groups.items()},
-                      seeds=seeds, seconds=time.perf_counter() - start)
+                      seeds=seeds, seconds=time.perf_counter() - start, provenance=collect(data.inter))

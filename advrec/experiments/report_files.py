@@ -43,15 +43,21 @@ class ReportFiles(Generic[R]):
         """The text of ``<name>.json``."""
         return json_text(self.payload(result, checks))
 
+    def _markdown_body(self, result: R, checks: Optional[Sequence[Check]] = None) -> str:
+        """The tables, then the line saying what produced them (reports that recorded it)."""
+        body = self.render_text(result, markdown=True, checks=checks)
+        provenance = getattr(result, "provenance", None)
+        return body if provenance is None else f"{body}\n\n{provenance.line()}"
+
     def markdown(self, result: R, checks: Optional[Sequence[Check]] = None) -> str:
         """The text of ``<name>.md``."""
-        return markdown_text(self._heading(result), self.render_text(result, markdown=True, checks=checks))
+        return markdown_text(self._heading(result), self._markdown_body(result, checks))
 
     def write(self, result: R, out: Path) -> List[Path]:
         """``<name>.json`` (every per-seed number and the acceptance), ``<name>.md`` (the tables)
         and, with matplotlib, the figures; returns the paths written."""
         return write_experiment_report(out, self.name, self._heading(result), self.payload(result),
-                                       self.render_text(result, markdown=True),
+                                       self._markdown_body(result),
                                        lambda folder: self.figures(result, folder))
 
     def result_from_json(self, payload: Mapping[str, Any]) -> R:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._checks import seed_arg
 from ..data.fields import InstanceMatrix
 from .trainer import BestEpoch, EpochLog, restore_best
 
@@ -118,8 +119,7 @@ class ClassifierTrainer:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}")
+        seed = seed_arg(seed)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                     or threads < 1):
             raise ValueError(f"threads must be a positive int or None, got {threads!r}")

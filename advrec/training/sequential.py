@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._checks import seed_arg
 from ..data.interactions import Interactions
 from ..data.sampling import draw_negatives
 from ..data.sequences import PAD, TrainingSequences, training_sequences
@@ -55,7 +56,7 @@ class SequenceTrainer:
         self.l2 = float(l2)
         self.patience = None if patience is None else _positive(patience, "patience")
         self.eval_every = _positive(eval_every, "eval_every")
-        self.seed, self.loss_fn, self.progress, self.desc = int(seed), loss_fn, progress, desc
+        self.seed, self.loss_fn, self.progress, self.desc = seed_arg(seed), loss_fn, progress, desc
         self.threads = None if threads is None else _positive(threads, "threads")
 
     def fit(self, model: SequentialRecommender, train: Interactions,
@@ -107,7 +108,8 @@ class SequenceTrainer:
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(u)
-            if close_epoch(model, history, keeper, total / len(order), epoch, validator, self.eval_every, start, bar):
+            if close_epoch(model, history, keeper, total / len(order), epoch, validator, self.eval_every, start, bar,
+                           last=epoch == self.epochs - 1):
                 break
         bar.close()
         return restore_best(model, history, keeper.state)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._checks import seed_arg
 from ..data.sampling import BPRSampler
 from ..models.base import NEG_KEY, POS_KEY, USER_KEY, Batch, Recommender
 from ..models.capabilities import require_l2_penalty
@@ -71,16 +72,17 @@ def validate(model: torch.nn.Module, validator: Callable[[torch.nn.Module], floa
 
 def close_epoch(model: torch.nn.Module, history: "History", keeper: BestEpoch, loss: float, epoch: int,
                 validator: Optional[Callable[[torch.nn.Module], float]], eval_every: int, started: float,
-                bar: Any) -> bool:
-    """Record one epoch of a ranking trainer (loss, validation every ``eval_every`` epochs with the
-    best weights kept, seconds since ``started``); True when patience has run out."""
+                bar: Any, last: bool = False) -> bool:
+    """Record one epoch of a ranking trainer (loss, validation every ``eval_every`` epochs and
+    after the ``last`` one, so a budget that is not a multiple of ``eval_every`` still ends
+    validated, the best weights kept, seconds since ``started``); True when patience has run out."""
     history.loss.append(loss)
     if not np.isfinite(loss):
         raise FloatingPointError(f"training loss became {loss} at epoch {epoch}; lower lr")
     metric = float("nan")
-    if validator is not None and (epoch + 1) % eval_every == 0:
+    if validator is not None and ((epoch + 1) % eval_every == 0 or last):
         metric = validate(model, validator)
-        if keeper.offer(model, metric, history.best_metric, eval_every):
+        if keeper.offer(model, metric, history.best_metric, (epoch + 1) % eval_every or eval_every):
             history.best_metric, history.best_epoch = metric, epoch
     history.metric.append(metric)
     history.seconds.append(time.perf_counter() - started)
@@ -182,7 +184,7 @@ class Trainer:
         self.optimizer_name = optimizer.lower()
         self.lr, self.epochs, self.batch_size = float(lr), epochs, batch_size
         self.l2, self.weight_decay = float(l2), float(weight_decay)
-        self.patience, self.eval_every, self.seed = patience, eval_every, seed
+        self.patience, self.eval_every, self.seed = patience, eval_every, seed_arg(seed)
         self.device = torch.device(device)
         self.progress = progress
         self.loss_fn = loss_fn
@@ -251,7 +253,8 @@ class Trainer:
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * batch["user"].shape[0]
-            if close_epoch(model, history, keeper, total / n, epoch, validator, self.eval_every, start, bar):
+            if close_epoch(model, history, keeper, total / n, epoch, validator, self.eval_every, start, bar,
+                           last=epoch == self.epochs - 1):
                 break
         bar.close()
         return restore_best(model, history, keeper.state)
