@@ -1,6 +1,7 @@
 """The ``advrec`` command: ``demo`` (baselines, a quick attack, a quick AMR and a quick CAT run),
 ``attack`` (MSAP: FGSM/BIM/PGD against BPR-MF and AMF), ``run amr`` (VBPR/AMR with feature
-perturbations), ``run cat`` (SASRec/GRU4Rec with cascade-guided adversarial training),
+perturbations), ``run cat`` (SASRec/GRU4Rec with cascade-guided adversarial training), ``run poison``
+(shilling attacks against retrained UserKNN and ExplicitMF),
 ``certify`` (FM certification), ``info`` (the build).
 
 Every argument is checked before any work (the configs' own ``validate()`` included): a bad one
@@ -318,12 +319,14 @@ def _demo_cat(config) -> List[Dict[str, object]]:
 
 #: flags of ``advrec run`` that only one experiment reads (``None`` when not given)
 _RUN_ONLY = {"amr": ("amr_eps", "amr_lam", "cold_share", "features"),
-             "cat": ("models", "eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs")}
+             "cat": ("models", "eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs"),
+             "poison": ("attacks", "sizes", "victims", "n_targets")}
 #: config field -> the flag that sets it, for the config's own ``validate()`` messages
 _RUN_FLAGS = {"seeds": "--seeds", "models": "--models", "eps": "--eps", "lam1": "--lam1", "lam2": "--lam2",
               "epochs": "--epochs", "adv_epochs": "--adv-epochs", "max_len": "--max-len", "last_k": "--max-len",
               "amr_eps": "--amr-eps", "amr_lam": "--amr-lam", "cold_share": "--cold-share", "data_path": "--data",
-              "data_format": "--format", "features_path": "--features"}
+              "data_format": "--format", "features_path": "--features", "attacks": "--attacks", "sizes": "--sizes",
+              "victims": "--victims", "n_targets": "--n-targets"}
 _ATTACK_FLAGS = {"seeds": "--seeds", "eps": "--eps", "steps": "--steps", "accept_steps": "--steps",
                  "norm": "--norm", "data_path": "--data", "data_format": "--format"}
 
@@ -342,7 +345,9 @@ def _check_run(args: argparse.Namespace):
     _check_seeds(args.seeds, "--seeds")
     for name in ("eps", "lam1", "lam2", "amr_eps", "amr_lam", "cold_share"):
         _check_float(getattr(args, name), _flag(name))
-    config = _validated(lambda: (_cat_config if args.experiment == "cat" else _amr_config)(args), _RUN_FLAGS)
+    _check_count(args.n_targets, "--n-targets", minimum=None)
+    make = {"amr": _amr_config, "cat": _cat_config, "poison": _poison_config}[args.experiment]
+    config = _validated(lambda: make(args), _RUN_FLAGS)
     _check_data(args)
     if args.experiment == "amr":
         _check_features(args.features)
@@ -388,6 +393,18 @@ def _amr_config(args: argparse.Namespace):
     return AMRConfig.quick(**overrides) if args.quick else AMRConfig(**overrides)
 
 
+def _poison_config(args: argparse.Namespace):
+    from .experiments.poison import PoisonConfig
+
+    overrides: Dict[str, Any] = dict(progress=_progress(args), data_path=args.data, data_format=args.format)
+    for name in ("seeds", "attacks", "sizes", "victims"):
+        if getattr(args, name) is not None:
+            overrides[name] = tuple(getattr(args, name))
+    if args.n_targets is not None:
+        overrides["n_targets"] = args.n_targets
+    return PoisonConfig.quick(**overrides) if args.quick else PoisonConfig(**overrides)
+
+
 def _input_error_flag(args: argparse.Namespace, err: ValueError) -> Optional[str]:
     """The flag whose file an error of the run is about, or None."""
     msg = str(err)
@@ -398,8 +415,9 @@ def _input_error_flag(args: argparse.Namespace, err: ValueError) -> Optional[str
     return None
 
 
-def _experiment(args: argparse.Namespace, what: str, run, report) -> int:
-    """Run on the checked config, print the report, write it with --out."""
+def _experiment(args: argparse.Namespace, what: str, run, report, flags: Optional[Mapping[str, str]] = None) -> int:
+    """Run on the checked config, print the report, write it with --out. ``flags``: config field
+    -> flag, for settings only the data can refuse (``n_targets: ...``, checked before any fit)."""
     from .data import FormatError
 
     try:
@@ -407,7 +425,7 @@ def _experiment(args: argparse.Namespace, what: str, run, report) -> int:
     except ValueError as err:
         # what is wrong inside --data / --features shows only when they are read: a FormatError,
         # or a ValueError that names the setting or the file (``data_path: ...``, ``<path>: ...``)
-        flag = _input_error_flag(args, err)
+        flag = _input_error_flag(args, err) or (flags or {}).get(str(err).split(":", 1)[0])
         if flag is None and not isinstance(err, FormatError):
             raise
         print(f"{args.prog}: error: {flag or '--data'}: {err}", file=sys.stderr)
@@ -426,6 +444,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .experiments.cat import run_cat
 
         return _experiment(args, "SASRec/GRU4Rec with cascade-guided adversarial training", run_cat, cat_report)
+    if args.experiment == "poison":
+        from .experiments import poison_report
+        from .experiments.poison import run_poison
+
+        return _experiment(args, "shilling attacks against retrained victims", run_poison, poison_report,
+                           {k: _RUN_FLAGS[k] for k in ("n_targets", "sizes")})
     from .experiments import amr_report
     from .experiments.amr import run_amr
 
@@ -539,11 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a paper's experiment: amr = VBPR and AMR with item content features "
                                      "(Tang et al., TKDE 2020) on ML-100K text features or your data; cat = "
                                      "SASRec and GRU4Rec with cascade-guided adversarial training and its "
-                                     "baselines, under item substitution (Tan et al.) on ML-100K or your data")
-    run.add_argument("experiment", choices=("amr", "cat"), help="which experiment")
+                                     "baselines, under item substitution (Tan et al.) on ML-100K or your data; "
+                                     "poison = shilling attacks (random, average, bandwagon, a no-target control) "
+                                     "against UserKNN and ExplicitMF retrained on the poisoned ratings")
+    run.add_argument("experiment", choices=("amr", "cat", "poison"), help="which experiment")
     run.add_argument("--quick", action="store_true",
                      help="one seed and short phases (a few minutes); amr: short AMR training and curves, no "
-                          "cold-item split; cat: SASRec, adv_cas only, no ablations")
+                          "cold-item split; cat: SASRec, adv_cas only, no ablations; poison: UserKNN, random and "
+                          "average at 5%%, 3 targets (seconds)")
     run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                      help="seeds to average over (default 0 1 2; --quick: 0)")
     run.add_argument("--models", type=str, nargs="+", default=None, metavar="M",
@@ -563,14 +590,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--amr-lam", type=float, default=None, help="AMR's adversarial regulariser weight lambda")
     run.add_argument("--cold-share", type=float, default=None,
                      help="share of test cases drawn cold in the cold-item split (0 skips it; default 0.05)")
+    run.add_argument("--attacks", type=str, nargs="+", default=None, metavar="A",
+                     help="poison: random, average, bandwagon and/or control (default all four; --quick: random "
+                          "average)")
+    run.add_argument("--sizes", type=float, nargs="+", default=None, metavar="F",
+                     help="poison: attack sizes as fractions of the real users (default 0.01 0.03 0.05 0.1; "
+                          "--quick: 0.05)")
+    run.add_argument("--victims", type=str, nargs="+", default=None, metavar="V",
+                     help="poison: UserKNN and/or ExplicitMF (default both; --quick: UserKNN)")
+    run.add_argument("--n-targets", type=int, default=None,
+                     help="poison: target items drawn from the least rated fifth (default 5; --quick: 3)")
     run.add_argument("--data", type=str, default=None, metavar="PATH",
-                     help="your interactions instead of ML-100K (amr: needs --features; cat: needs timestamps)")
+                     help="your interactions instead of ML-100K (amr: needs --features; cat: needs timestamps; "
+                          "poison: needs explicit ratings)")
     run.add_argument("--format", choices=DATA_FORMATS, default=None,
                      help="format of --data (default: guessed from the name)")
     run.add_argument("--features", type=str, default=None, metavar="PATH",
                      help="item features (.npy in item order, or .npz keyed by item id), e.g. CNN image features")
     run.add_argument("--out", type=str, default=None,
-                     help="directory for amr.json / cat.json, the Markdown report and the PNG figures")
+                     help="directory for amr.json / cat.json / poison.json, the Markdown report and the PNG figures")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(func=_cmd_run, check=_check_run)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")

@@ -15,6 +15,9 @@
 #endif
 
 namespace py = pybind11;
+namespace advrec::bind {
+void bind_knn(py::module_& m);  // csrc/select/bind_knn.cpp
+}
 using advrec::ArgError;
 using advrec::IndexRangeError;
 
@@ -186,6 +189,7 @@ PYBIND11_MODULE(_core, m) {
   advrec::bind::bind_perturb(m);
   advrec::bind::bind_bpr_grad(m);
   advrec::bind::bind_cascade(m);
+  advrec::bind::bind_knn(m);
   m.def("build_info", &build_info, "How the core was built: compiler, OpenMP, CUDA archs.");
   m.def("cuda_device_count", []() {
 #ifdef ADVREC_WITH_CUDA

@@ -1,4 +1,5 @@
-"""advrec.data: interaction logs, dataset loading, readers, preprocessing and splits."""
+"""advrec.data: interaction logs, dataset loading, readers, preprocessing, splits, and the injection
+of fake users (``poison``)."""
 from __future__ import annotations
 
 from . import readers
@@ -7,6 +8,7 @@ from .content import content_extra_available, item_texts, load_item_features, ml
 from .datasets import FORMATS, Dataset, available, guess_format, load, load_file, register
 from .fields import Field, FieldEncoder, FMData, InstanceMatrix, Ragged, libfm_fm, ml100k_fm
 from .interactions import Interactions, exclusion_csr
+from .poison import FAKE_PREFIX, fake_user_ids, fake_users, inject
 from .preprocess import binarize, deduplicate, implicit, k_core, remap
 from .readers import (LibFMData, read_amazon, read_csv, read_lastfm, read_libfm, read_ml1m,
                       read_ml100k)
@@ -24,4 +26,5 @@ __all__ = [
     "Field", "FieldEncoder", "FMData", "InstanceMatrix", "Ragged", "libfm_fm", "ml100k_fm",
     "load_item_features", "ml100k_text_features", "item_texts", "content_extra_available",
     "PAD", "user_sequences", "training_sequences", "TrainingSequences", "check_sequences",
+    "inject", "fake_users", "fake_user_ids", "FAKE_PREFIX",
 ]

@@ -1,4 +1,5 @@
-"""Evaluation: ranking protocols, the EvalResult they return, and user/item groups for slicing."""
+"""Evaluation: ranking protocols, the EvalResult they return, user/item groups for slicing, and the
+target-item measures of poisoning attacks (``targets``)."""
 from .groups import (
     HEAD,
     TAIL,
@@ -14,6 +15,7 @@ from .groups import (
 )
 from .protocols import PROTOCOLS, SampledCases, case_ranks, evaluate, sample_negatives, sampled_cases
 from .result import EvalResult
+from .targets import PredictionShift, TargetResult, check_targets, prediction_shift, target_exposure
 from .validation import validator
 
 __all__ = [
@@ -36,4 +38,5 @@ __all__ = [
     "user_gender_groups",
     "users_by_activity",
     "validator",
+    "PredictionShift", "TargetResult", "check_targets", "prediction_shift", "target_exposure",
 ]

@@ -12,6 +12,7 @@ and the dispatch to the family's CUDA twin (``*_cuda.py``) when the data lives o
 | ``perturb`` | ``perturb_step`` | ``csrc/perturb/perturb`` | ``perturb_cuda`` (``csrc/cuda/perturb.cu``) |
 | ``bpr`` | ``mf_bpr_gradient`` | ``csrc/perturb/bpr_grad`` | none |
 | ``seq`` | ``cascade_effects`` | ``csrc/seq/cascade`` | none |
+| ``knn`` | ``knn_neighbors``, ``knn_predict``, ``knn_scores`` | ``csrc/select/knn`` | none |
 
 ``_args`` is the Python twin of ``csrc/bind_util.h``; ``_native`` loads the core. No module
 outside this package imports ``_core`` or a CUDA twin (``tests/test_architecture.py``).
@@ -23,6 +24,7 @@ from ._native import _core
 from .bpr import mf_bpr_gradient
 from .certify import (METHODS, FMCertBatch, fm_certify_batch, fm_greedy_batch, fm_max_q_batch,
                       fm_scores, fm_scores_sums)
+from .knn import KNN_NORMS, SIMILARITIES, knn_neighbors, knn_predict, knn_row_means, knn_scores
 from .pairs import GramExtremes, gram_extremes
 from .perturb import PERTURB_NORMS, perturb_step
 from .select import rank_targets, topk_dot, topk_scores
@@ -37,6 +39,7 @@ __all__ = [
     "PERTURB_NORMS", "perturb_step",
     "mf_bpr_gradient",
     "CASCADE_COMPONENTS", "CASCADE_NORMALIZATIONS", "cascade_effects",
+    "SIMILARITIES", "KNN_NORMS", "knn_neighbors", "knn_predict", "knn_scores", "knn_row_means",
 ]
 
 

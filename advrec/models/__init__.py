@@ -5,9 +5,11 @@ Bring your own model: subclass ``Recommender`` (required: ``score``, ``full_scor
 ``DeltaGradient``, ``ClosedFormAMR``, ``SequenceEncoder``, ``FromConfig``), and decorate the
 class with ``register_model`` so checkpoints can name it.
 """
+from .als import ExplicitMF
 from .base import BATCH_KEYS, NEG_KEY, POS_KEY, SEQ_KEY, USER_KEY, Batch, Delta, Recommender, check_users, seeded
 from .capabilities import CAPABILITIES, ClosedFormAMR, DeltaGradient, FromConfig, L2Penalty, SequenceEncoder
 from .fm import FM
+from .knn import ItemKNN, UserKNN
 from .mf import MF
 from .pop import Pop
 from .random import Random
@@ -17,11 +19,12 @@ from .sasrec import SASRec
 from .sequential import SequentialRecommender
 from .vbpr import DUIF, VBPR
 
-for _cls in (MF, Pop, FM, Random, VBPR, DUIF, SASRec, GRU4Rec):
+for _cls in (MF, Pop, FM, Random, VBPR, DUIF, SASRec, GRU4Rec, ExplicitMF):
     _register_builtin(_cls)
 del _cls, _register_builtin
 
 __all__ = ["Recommender", "MF", "Pop", "FM", "Random", "VBPR", "DUIF", "SASRec", "GRU4Rec",
+           "ExplicitMF", "UserKNN", "ItemKNN",
            "SequentialRecommender", "MODELS", "ModelRegistry", "register_model", "find_model",
            "qualified_name", "check_users", "seeded", "Batch", "Delta", "USER_KEY", "POS_KEY", "NEG_KEY", "SEQ_KEY",
            "BATCH_KEYS", "CAPABILITIES", "L2Penalty", "DeltaGradient", "ClosedFormAMR", "SequenceEncoder",

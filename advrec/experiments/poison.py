@@ -1,0 +1,396 @@
+"""The poisoning experiment of issue 16: hand-crafted shilling attacks against retrained victims,
+measured on the targets and on the clean users, on ML-100K explicit ratings or your own log.
+
+Per seed (the seed draws the split, the targets, the fake profiles and the victims' initialisation):
+
+* a random 80/20 split of the ratings (``ratio_split(order="random")``, per user);
+* ``n_targets`` targets drawn from the least rated ``unpopular_share`` (the bottom quintile) of the
+  training items that have at least one rating (ties in rating count broken at random);
+* for each attack and size (a fraction of the real users, ``floor(size * n_real)`` fake users),
+  the fake profiles: ``random``, ``average`` and ``bandwagon`` push every target at once (each fake
+  user rates every target r_max); ``control`` is the random attack's fake users (same seed, same
+  filler items and ratings) with their target ratings removed: what injecting that many random
+  users does to the targets without pushing them. Filler: the mean profile length of the real
+  users, as a count (ML-100K, 80% split: 85 items; the bandwagon profile adds its 10 selected items);
+* each victim (``UserKNN``: Pearson, k = 20; ``ExplicitMF``: ALS, default settings, seeded with
+  the run's seed) fitted on the clean training log, then refitted from scratch with the same
+  settings on every poisoned log.
+
+Measured per (seed, victim, attack, size), per target: HR@10, HR@50 and mean rank of the target
+over the real users who have not rated it (``target_exposure``), the prediction shift against the
+clean victim (``prediction_shift``), and, per cell, the clean users' test RMSE (predictions on
+the test pairs) and the seconds the refit took. ``poison_report`` aggregates the seeds.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .._checks import seed_arg
+from .. import data as D
+from ..attacks.shilling import AverageAttack, BandwagonAttack, RandomAttack, ShillingAttack
+from ..data.datasets import FORMATS
+from ..data.interactions import Interactions
+from ..evaluation.targets import prediction_shift, target_exposure
+from ..models import ExplicitMF, UserKNN
+from .provenance import Provenance, collect, provenance_entry, provenance_from
+from .records import config_from_dict, number, numbers
+
+#: the push attacks, by the name the config and the report use
+PUSH_ATTACKS: Dict[str, Callable[..., ShillingAttack]] = {
+    "random": RandomAttack, "average": AverageAttack, "bandwagon": BandwagonAttack}
+#: fake users with the random attack's profiles and no target
+CONTROL = "control"
+ATTACKS = tuple(PUSH_ATTACKS) + (CONTROL,)
+#: victim name -> how to build it for a seed (the clean fit and every refit use the same settings)
+VICTIMS: Dict[str, Callable[[int], Any]] = {
+    "UserKNN": lambda seed: UserKNN(k=20, similarity="pearson"),
+    "ExplicitMF": lambda seed: ExplicitMF(seed=seed),
+}
+KS = (10, 50)
+#: the per-target exposure measures, in record order
+EXPOSURE = tuple(f"HR@{k}" for k in KS) + ("MeanRank",)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _names(value: Any, known: Tuple[str, ...], field_name: str) -> None:
+    names = tuple(value) if isinstance(value, (tuple, list)) else None
+    if not names or any(n not in known for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"{field_name} must name distinct entries of {known}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PoisonConfig:
+    """Settings of the experiment (issue 16's where it gives them). ``filler`` None: the mean
+    real profile length of the training log; ``table_size`` None: the largest size <= 5%
+    (the smallest size when none is), the attack x victim table's and the checks' size."""
+
+    dataset: str = "ml-100k"
+    data_path: Optional[str] = None
+    data_format: Optional[str] = None
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    n_targets: int = 5
+    unpopular_share: float = 0.2
+    attacks: Tuple[str, ...] = ATTACKS
+    sizes: Tuple[float, ...] = (0.01, 0.03, 0.05, 0.10)
+    filler: Optional[int] = None
+    victims: Tuple[str, ...] = ("UserKNN", "ExplicitMF")
+    test_share: float = 0.2
+    table_size: Optional[float] = None
+    progress: Optional[bool] = None
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> "PoisonConfig":
+        """One seed, 3 targets, random and average at 5%, UserKNN only: seconds on 2 cores."""
+        base: Dict[str, Any] = dict(seeds=(0,), n_targets=3, attacks=("random", "average"), sizes=(0.05,),
+                                    victims=("UserKNN",))
+        base.update(overrides)
+        return cls(**base)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad setting."""
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(f"dataset must be a dataset name, got {self.dataset!r}")
+        if self.data_path is not None and (not isinstance(self.data_path, str) or not self.data_path):
+            raise ValueError(f"data_path must be a path or None, got {self.data_path!r}")
+        if self.data_format is not None and self.data_format not in FORMATS:
+            raise ValueError(f"data_format must be one of {FORMATS} or None, got {self.data_format!r}")
+        seeds = self.seeds if isinstance(self.seeds, (tuple, list)) else ()
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) \
+                or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty sequence of distinct ints, got {self.seeds!r}")
+        for s in seeds:
+            seed_arg(s, "seeds entries")
+        if isinstance(self.n_targets, bool) or not isinstance(self.n_targets, int) or self.n_targets < 1:
+            raise ValueError(f"n_targets must be a positive int, got {self.n_targets!r}")
+        if not _finite(self.unpopular_share) or not 0 < self.unpopular_share <= 1:
+            raise ValueError(f"unpopular_share must be in (0, 1], got {self.unpopular_share!r}")
+        _names(self.attacks, ATTACKS, "attacks")
+        sizes = tuple(self.sizes) if isinstance(self.sizes, (tuple, list)) else ()
+        if not sizes or any(not _finite(s) or not 0 < s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
+            raise ValueError(f"sizes must be distinct fractions of the real users in (0, 1), got {self.sizes!r}")
+        if self.filler is not None and (isinstance(self.filler, bool) or not isinstance(self.filler, int)
+                                        or self.filler < 1):
+            raise ValueError(f"filler must be a positive int (filler items per profile) or None, got {self.filler!r}")
+        _names(self.victims, tuple(VICTIMS), "victims")
+        if not _finite(self.test_share) or not 0 < self.test_share < 1:
+            raise ValueError(f"test_share must be in (0, 1), got {self.test_share!r}")
+        if self.table_size is not None and self.table_size not in sizes:
+            raise ValueError(f"table_size must be one of sizes {sizes} or None, got {self.table_size!r}")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ValueError(f"progress must be True, False or None, got {self.progress!r}")
+
+
+# ----------------------------------------------------------------------------- records
+
+def _exposure_to_dict(e: Mapping[str, List[float]]) -> Dict[str, List[float]]:
+    return {m: list(e[m]) for m in EXPOSURE}
+
+
+@dataclass(frozen=True)
+class CleanRecord:
+    """The victim fitted on the clean log: per-target exposure (``HR@10``, ``HR@50``,
+    ``MeanRank`` -> one value per target), the clean users' test RMSE and the fit's seconds."""
+
+    exposure: Dict[str, List[float]]
+    rmse: float
+    seconds: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"exposure": _exposure_to_dict(self.exposure), "rmse": self.rmse, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CleanRecord":
+        return cls(_exposure_to_dict(d["exposure"]), d["rmse"], d["seconds"])
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """One attack at one size against one victim: the fake users injected, per-target exposure
+    after the refit, per-target prediction shift (poisoned minus clean, mean over the real users
+    who have not rated the target), the clean users' test RMSE after, and the refit's seconds."""
+
+    attack: str
+    size: float
+    n_fake: int
+    exposure: Dict[str, List[float]]
+    shift: List[float]
+    rmse: float
+    seconds: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"attack": self.attack, "size": self.size, "n_fake": self.n_fake,
+                "exposure": _exposure_to_dict(self.exposure), "shift": list(self.shift), "rmse": self.rmse,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CellRecord":
+        return cls(d["attack"], d["size"], d["n_fake"], _exposure_to_dict(d["exposure"]), list(d["shift"]),
+                   d["rmse"], d["seconds"])
+
+
+@dataclass(frozen=True)
+class VictimRecord:
+    """One victim on one seed: its settings (``model.config()``, the same for every fit), the
+    clean fit and every (attack, size) cell in run order."""
+
+    settings: Dict[str, Any]
+    clean: CleanRecord
+    cells: List[CellRecord]
+
+    def cell(self, attack: str, size: float) -> CellRecord:
+        for c in self.cells:
+            if c.attack == attack and c.size == size:
+                return c
+        raise KeyError(f"no cell for attack {attack!r} at size {size!r}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"settings": self.settings, "clean": self.clean.to_dict(), "cells": [c.to_dict() for c in self.cells]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "VictimRecord":
+        return cls(dict(d["settings"]), CleanRecord.from_dict(d["clean"]),
+                   [CellRecord.from_dict(c) for c in d["cells"]])
+
+
+@dataclass(frozen=True)
+class PoisonSeed:
+    """Everything one seed measured: the targets (item indices, their raw ids, their training
+    rating counts, the real users eligible per target), the real users, the filler count per
+    profile and the most training ratings an item of the unpopular pool has, and each victim."""
+
+    seed: int
+    targets: List[int]
+    target_ids: List[Any]
+    target_counts: List[int]
+    eligible: List[int]
+    n_real_users: int
+    filler: int
+    pool_max_count: int
+    victims: Dict[str, VictimRecord]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"seed": self.seed, "targets": list(self.targets), "target_ids": list(self.target_ids),
+                "target_counts": list(self.target_counts), "eligible": list(self.eligible),
+                "n_real_users": self.n_real_users, "filler": self.filler, "pool_max_count": self.pool_max_count,
+                "victims": {k: v.to_dict() for k, v in self.victims.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PoisonSeed":
+        return cls(d["seed"], list(d["targets"]), list(d["target_ids"]), list(d["target_counts"]),
+                   list(d["eligible"]), d["n_real_users"], d["filler"], d["pool_max_count"],
+                   {k: VictimRecord.from_dict(v) for k, v in d["victims"].items()})
+
+
+@dataclass(frozen=True)
+class PoisonResult:
+    """Per-seed records (plain numbers, JSON-ready); ``poison_report`` aggregates them."""
+
+    config: PoisonConfig
+    data: str = ""
+    seeds: List[PoisonSeed] = field(default_factory=list)
+    seconds: float = float("nan")
+    provenance: Optional[Provenance] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"config": asdict(self.config), "data": self.data, "seeds": [s.to_dict() for s in self.seeds],
+                "seconds": self.seconds, **provenance_entry(self.provenance)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PoisonResult":
+        """From a loaded poison.json (strict JSON: null back to NaN, "inf" to infinity)."""
+        return cls(config=config_from_dict(PoisonConfig, d["config"]), data=d.get("data", ""),
+                   seeds=[PoisonSeed.from_dict(numbers(s)) for s in d["seeds"]], seconds=number(d.get("seconds")),
+                   provenance=provenance_from(d))
+
+
+# ----------------------------------------------------------------------------- the steps
+
+def explicit_interactions(config: PoisonConfig) -> Tuple[Interactions, str]:
+    """The rating log and a description of its source: ``data_path`` (read by
+    ``advrec.data.load_file``) wins over ``dataset``. The victims predict ratings, so a log
+    without them (or with one rating value) is refused, naming ``data_path``."""
+    if config.data_path is None:
+        registered = D.load(config.dataset)
+        inter, source = registered.interactions, f"{config.dataset} ({registered.portable_source()})"
+    else:
+        loaded = D.load_file(config.data_path, config.data_format)
+        inter = loaded.interactions if isinstance(loaded, D.Dataset) else loaded
+        source = str(config.data_path)
+        if not hasattr(inter, "to_csr"):
+            raise ValueError(f"data_path: {config.data_path} holds no user-item interactions")
+    if inter.rating is None or len(np.unique(inter.rating)) < 2:
+        raise ValueError(f"data_path: {source} has no explicit ratings (at least two rating values); the "
+                         "poisoning experiment's victims predict ratings")
+    return inter, source
+
+
+def mean_profile_length(train: Interactions) -> int:
+    """The real users' mean number of training ratings, rounded (users without any not counted)."""
+    counts = train.user_counts()
+    return max(1, int(round(float(counts[counts > 0].mean()))))
+
+
+def draw_targets(train: Interactions, n: int, share: float, seed: int) -> Tuple[np.ndarray, int]:
+    """``n`` distinct target items (sorted) drawn with ``seed`` from the ``share`` least rated
+    items among those with a training rating (ties in count broken at random), and the most
+    ratings an item of that pool has."""
+    counts = train.item_counts()
+    rated = np.flatnonzero(counts > 0)
+    rng = np.random.default_rng(seed)
+    shuffled = rated[rng.permutation(len(rated))]
+    by_count = shuffled[np.argsort(counts[shuffled], kind="stable")]
+    pool = by_count[:max(1, int(math.ceil(share * len(rated))))]
+    if n > len(pool):
+        raise ValueError(f"n_targets: {n} targets asked for, but the least rated {share:g} of the "
+                         f"{len(rated)} rated items is {len(pool)} items")
+    return np.sort(rng.choice(pool, size=n, replace=False)), int(counts[pool].max())
+
+
+def fake_profiles(attack: str, train: Interactions, targets: np.ndarray, size: float, filler: int,
+                  seed: int) -> Interactions:
+    """The fake users' rows of ``attack`` (``ATTACKS``) at ``size``: ``CONTROL`` is the random
+    attack's rows with the targets' rows removed, so it differs from ``random`` only there."""
+    make = RandomAttack if attack == CONTROL else PUSH_ATTACKS[attack]
+    fake = make(targets=targets, n_fake=size, filler=filler, seed=seed)(train)
+    return fake.subset(~np.isin(fake.item, targets)) if attack == CONTROL else fake
+
+
+def _fit(victim: str, log: Interactions, seed: int) -> Tuple[Any, float]:
+    start = time.perf_counter()
+    model = VICTIMS[victim](seed)
+    fitted = model.fit(log, progress=False) if isinstance(model, ExplicitMF) else model.fit(log)
+    return fitted, time.perf_counter() - start
+
+
+def _exposure(model: Any, log: Interactions, targets: np.ndarray, n_real: int) -> Tuple[Dict[str, List[float]],
+                                                                                        List[int]]:
+    result = target_exposure(model, log, targets, k=KS, real_users=n_real, progress=False)
+    return {m: [float(v) for v in result.per_target[m]] for m in EXPOSURE}, [int(n) for n in result.n_users]
+
+
+def _rmse(model: Any, test: Interactions) -> float:
+    """RMSE of the model's predictions on the test pairs (every test user is real)."""
+    pred = np.asarray(model.predict(test.user, test.item), dtype=np.float64)
+    return float(np.sqrt(np.mean((pred - test.rating.astype(np.float64)) ** 2)))
+
+
+def _progress_bar(total: int, show: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="poison cells", disable=not show, leave=False, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class _SeedData:
+    """One seed's split and targets, drawn before any fit so bad settings fail at once."""
+
+    seed: int
+    train: Interactions
+    test: Interactions
+    targets: np.ndarray
+    pool_max: int
+
+
+def _prepare(config: PoisonConfig, inter: Interactions, seed: int) -> _SeedData:
+    split = D.ratio_split(inter, (1 - config.test_share, config.test_share), order="random", seed=seed)
+    targets, pool_max = draw_targets(split.train, config.n_targets, config.unpopular_share, seed)
+    for size in config.sizes:
+        if math.floor(size * split.train.n_users) < 1:
+            raise ValueError(f"sizes: {size:g} of {split.train.n_users} real users is no fake user")
+    return _SeedData(seed, split.train, split.test, targets, pool_max)
+
+
+def _run_seed(config: PoisonConfig, data: _SeedData, bar: Any) -> PoisonSeed:
+    seed, train, test, targets = data.seed, data.train, data.test, data.targets
+    n_real = train.n_users
+    filler = config.filler if config.filler is not None else mean_profile_length(train)
+    logs = {(a, s): D.inject(train, fake_profiles(a, train, targets, s, filler, seed))
+            for a in config.attacks for s in config.sizes}
+    victims: Dict[str, VictimRecord] = {}
+    eligible: List[int] = []
+    for name in config.victims:
+        clean, seconds = _fit(name, train, seed)
+        exposure, eligible = _exposure(clean, train, targets, n_real)
+        record = CleanRecord(exposure, _rmse(clean, test), seconds)
+        cells = []
+        for (attack, size), log in logs.items():
+            model, seconds = _fit(name, log, seed)
+            shift = prediction_shift(clean, model, train, targets).per_target
+            cells.append(CellRecord(attack, float(size), int(log.n_users - n_real),
+                                    _exposure(model, log, targets, n_real)[0], [float(v) for v in shift],
+                                    _rmse(model, test), seconds))
+            bar.update(1)
+        settings = {k: v for k, v in clean.config().items() if k not in ("n_users", "n_items")}  # sizes, not settings
+        victims[name] = VictimRecord(settings, record, cells)
+    return PoisonSeed(seed, [int(t) for t in targets], np.asarray(train.item_ids)[targets].tolist(),
+                      [int(c) for c in train.item_counts()[targets]], eligible, int(n_real), int(filler),
+                      data.pool_max, victims)
+
+
+def run_poison(config: Optional[PoisonConfig] = None) -> PoisonResult:
+    """Run every seed, victim, attack and size of ``config``."""
+    config = config or PoisonConfig()
+    config.validate()
+    start = time.perf_counter()
+    inter, source = explicit_interactions(config)
+    prepared = [_prepare(config, inter, seed) for seed in config.seeds]
+    show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
+    total = len(config.seeds) * len(config.victims) * len(config.attacks) * len(config.sizes)
+    with _progress_bar(total, show) as bar:
+        seeds = [_run_seed(config, data, bar) for data in prepared]
+    return PoisonResult(config=config, data=source, seeds=seeds, seconds=time.perf_counter() - start,
+                        provenance=collect(inter))
+
+
+__all__ = ["ATTACKS", "PUSH_ATTACKS", "CONTROL", "VICTIMS", "KS", "EXPOSURE", "PoisonConfig", "CleanRecord",
+           "CellRecord", "VictimRecord", "PoisonSeed", "PoisonResult", "explicit_interactions",
+           "mean_profile_length", "draw_targets", "fake_profiles", "run_poison"]

@@ -1,0 +1,311 @@
+"""The poisoning report: per-seed records of ``poison.run_poison`` aggregated over seeds into the
+attack x victim table, target HR@50 and prediction shift against attack size, the clean users'
+RMSE change, the seconds per retraining and the issue's acceptance checks; as terminal text,
+Markdown, JSON and PNG figures.
+
+Every number is first the mean over a seed's targets, then the mean ± sample standard deviation
+of those over seeds. "before" is the victim fitted on the clean log, "after" the same victim
+refitted from scratch on the poisoned one.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..report import curves, format_table
+from ..report.aggregate import fmt_mean_std, mean_std
+from .poison import CONTROL, PUSH_ATTACKS, PoisonResult
+from .records import Check
+from .report_files import ReportFiles
+
+#: the attack x victim table's size unless the config names one: the largest size up to this
+TABLE_SIZE_MAX = 0.05
+#: what a measure is called in the tables
+LABELS = {"HR@10": "HR@10", "HR@50": "HR@50", "MeanRank": "mean rank", "shift": "pred. shift",
+          "rmse": "test RMSE", "seconds": "s / fit"}
+
+
+# ----------------------------------------------------------------------------- numbers
+
+def sizes(result: PoisonResult) -> List[float]:
+    """The attack sizes, smallest first."""
+    return sorted(float(s) for s in result.config.sizes)
+
+
+def table_size(result: PoisonResult) -> float:
+    """The size of the attack x victim table and of the checks: the config's ``table_size``, else
+    the largest size <= 5%, else the smallest."""
+    if result.config.table_size is not None:
+        return float(result.config.table_size)
+    small = [s for s in sizes(result) if s <= TABLE_SIZE_MAX + 1e-12]
+    return small[-1] if small else sizes(result)[0]
+
+
+def _target_mean(values: Sequence[float]) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def clean_values(result: PoisonResult, victim: str, measure: str) -> np.ndarray:
+    """Per seed, the clean victim's ``measure`` (an exposure measure, ``rmse``, ``seconds``;
+    ``shift`` is 0 by definition), exposure averaged over the targets."""
+    out = []
+    for s in result.seeds:
+        rec = s.victims[victim].clean
+        if measure == "shift":
+            out.append(0.0)
+        elif measure in ("rmse", "seconds"):
+            out.append(getattr(rec, measure))
+        else:
+            out.append(_target_mean(rec.exposure[measure]))
+    return np.asarray(out, dtype=np.float64)
+
+
+def cell_values(result: PoisonResult, victim: str, attack: str, size: float, measure: str) -> np.ndarray:
+    """Per seed, ``measure`` of one cell (an exposure measure or ``shift``: the mean over the
+    targets; ``rmse``, ``seconds``: the cell's)."""
+    out = []
+    for s in result.seeds:
+        cell = s.victims[victim].cell(attack, size)
+        if measure == "shift":
+            out.append(_target_mean(cell.shift))
+        elif measure in ("rmse", "seconds"):
+            out.append(getattr(cell, measure))
+        else:
+            out.append(_target_mean(cell.exposure[measure]))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _cell(values: np.ndarray, digits: int = 4, sign: bool = False) -> str:
+    mean, std = mean_std(values)
+    mean, std = float(mean), float(std)
+    if sign and math.isfinite(mean):
+        return f"{mean:+.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
+    return fmt_mean_std(mean, std, digits)
+
+
+def _pct(size: float) -> str:
+    return f"{100 * size:g}%"
+
+
+def _n_fake(result: PoisonResult, victim: str, attack: str, size: float) -> str:
+    counts = sorted({s.victims[victim].cell(attack, size).n_fake for s in result.seeds})
+    return "/".join(str(c) for c in counts)
+
+
+def _push(result: PoisonResult) -> List[str]:
+    return [a for a in result.config.attacks if a in PUSH_ATTACKS]
+
+
+# ----------------------------------------------------------------------------- tables
+
+def attack_table(result: PoisonResult, size: Optional[float] = None) -> List[Dict[str, object]]:
+    """Per victim and attack at ``size`` (default ``table_size``): target HR@10, HR@50 and mean
+    rank before (clean victim) and after (refitted on the poisoned log), and the prediction shift."""
+    size = table_size(result) if size is None else size
+    rows = []
+    for victim in result.config.victims:
+        for attack in result.config.attacks:
+            row: Dict[str, object] = {"victim": victim, "attack": attack,
+                                      "fake users": _n_fake(result, victim, attack, size)}
+            for m in ("HR@10", "HR@50", "MeanRank"):
+                digits = 1 if m == "MeanRank" else 4
+                row[f"{LABELS[m]} before"] = _cell(clean_values(result, victim, m), digits)
+                row[f"{LABELS[m]} after"] = _cell(cell_values(result, victim, attack, size, m), digits)
+            row[LABELS["shift"]] = _cell(cell_values(result, victim, attack, size, "shift"), 4, sign=True)
+            rows.append(row)
+    return rows
+
+
+def size_table(result: PoisonResult, measure: str) -> List[Dict[str, object]]:
+    """``measure`` (``HR@50``, ``shift``, ...) per victim and attack against attack size, the
+    clean victim as size 0%."""
+    rows = []
+    for victim in result.config.victims:
+        for attack in result.config.attacks:
+            row: Dict[str, object] = {"victim": victim, "attack": attack,
+                                      "0% (clean)": _cell(clean_values(result, victim, measure))}
+            for s in sizes(result):
+                row[_pct(s)] = _cell(cell_values(result, victim, attack, s, measure), 4, sign=measure == "shift")
+            rows.append(row)
+    return rows
+
+
+def rmse_table(result: PoisonResult) -> List[Dict[str, object]]:
+    """The clean users' test RMSE of the clean victim and its change (after - before) per attack
+    and size: an attack that wrecks every prediction is not stealthy."""
+    rows = []
+    for victim in result.config.victims:
+        before = clean_values(result, victim, "rmse")
+        for attack in result.config.attacks:
+            row: Dict[str, object] = {"victim": victim, "attack": attack, "RMSE clean": _cell(before)}
+            for s in sizes(result):
+                row[f"Δ at {_pct(s)}"] = _cell(cell_values(result, victim, attack, s, "rmse") - before, 4, sign=True)
+            rows.append(row)
+    return rows
+
+
+def timing_table(result: PoisonResult) -> List[Dict[str, object]]:
+    """Seconds per fit of each victim: the clean fit, and the refits on the poisoned logs (mean ±
+    std over every cell and seed), with how many refits ran and their total."""
+    rows = []
+    for victim in result.config.victims:
+        refits = np.asarray([c.seconds for s in result.seeds for c in s.victims[victim].cells], dtype=np.float64)
+        rows.append({"victim": victim, "clean fit s": _cell(clean_values(result, victim, "seconds"), 3),
+                     "refit s": _cell(refits, 3), "refits": len(refits), "refits total s": f"{refits.sum():.1f}"})
+    return rows
+
+
+# ----------------------------------------------------------------------------- acceptance
+
+def _seq(values: Sequence[float]) -> str:
+    return " → ".join(f"{v:.4f}" for v in values)
+
+
+def _rises(seq: Sequence[float]) -> bool:
+    """Never falls from one size to the next, and ends above where it started."""
+    return all(b >= a for a, b in zip(seq, seq[1:])) and seq[-1] > seq[0]
+
+
+def acceptance(result: PoisonResult) -> List[Check]:
+    """Issue 16's checks on the seed means (a check whose attack or victim was not run is left
+    out):
+
+    * UserKNN at the table size: the average attack's prediction shift exceeds the random attack's;
+    * every push attack, per victim: prediction shift and HR@50 never fall as the size grows (from
+      the clean victim, size 0) and end above the clean value;
+    * the control, per victim: at every size, |mean over seeds of the change of HR@50| is within
+      noise: at most 2 sample std over seeds of that change (0 with one seed), or one real user
+      per target (1 / the mean number of eligible users), whichever is larger.
+    """
+    checks: List[Check] = []
+    size = table_size(result)
+    victims, attacks = result.config.victims, result.config.attacks
+    if "UserKNN" in victims and {"average", "random"} <= set(attacks):
+        avg, rnd = (float(cell_values(result, "UserKNN", a, size, "shift").mean()) for a in ("average", "random"))
+        checks.append(Check(f"UserKNN at {_pct(size)}: average attack's prediction shift > random attack's",
+                            avg > rnd, f"{avg:+.4f} vs {rnd:+.4f}",
+                            "average > random (Mobasher et al. 2007)"))
+    steps = [0.0] + sizes(result)
+    for victim in victims:
+        for attack in _push(result):
+            for measure in ("shift", "HR@50"):
+                seq = [float(clean_values(result, victim, measure).mean())]
+                seq += [float(cell_values(result, victim, attack, s, measure).mean()) for s in sizes(result)]
+                checks.append(Check(f"{victim}, {attack}: {LABELS[measure]} rises with attack size",
+                                    _rises(seq), f"{_seq(seq)} at {', '.join(_pct(s) for s in steps)}",
+                                    "non-decreasing from clean (0%) to every size, last > clean"))
+    if CONTROL in attacks:
+        users = float(np.mean([np.mean(s.eligible) for s in result.seeds]))
+        floor = 1.0 / users
+        for victim in victims:
+            before = clean_values(result, victim, "HR@50")
+            parts, holds = [], True
+            for s in sizes(result):
+                change = cell_values(result, victim, CONTROL, s, "HR@50") - before
+                std = float(mean_std(change)[1])
+                band = max(2 * std if math.isfinite(std) else 0.0, floor)
+                mean = float(change.mean())
+                holds &= abs(mean) <= band
+                parts.append(f"{_pct(s)}: {mean:+.4f} (band {band:.4f})")
+            checks.append(Check(f"{victim}, control (random profiles, no target): HR@50 within noise",
+                                bool(holds), "; ".join(parts),
+                                f"abs(Δ HR@50) <= max(2 std over seeds, 1/{users:.0f} = one user per target)"))
+    return checks
+
+
+# ----------------------------------------------------------------------------- text
+
+def render_text(result: PoisonResult, markdown: bool = False, checks: Optional[Sequence[Check]] = None) -> str:
+    """Every table of the report as terminal text (or Markdown); ``checks``: the acceptance to
+    show, by default computed from the records."""
+    cfg = result.config
+    head = (lambda t: f"## {t}") if markdown else (lambda t: f"{t}\n{'-' * len(t)}")
+    table = lambda rows, columns=None: format_table(rows, columns, markdown=markdown)  # noqa: E731
+    first = result.seeds[0]
+    counts = [c for s in result.seeds for c in s.target_counts]
+    size = table_size(result)
+    fakes = ", ".join(f"{_pct(s)} = {first.victims[cfg.victims[0]].cell(cfg.attacks[0], s).n_fake}"
+                      for s in sizes(result))
+    setup = [
+        f"Per seed a random {1 - cfg.test_share:g}/{cfg.test_share:g} split of the ratings; {cfg.n_targets} targets "
+        f"drawn from the least rated {cfg.unpopular_share:g} of the rated training items ({min(counts)} to "
+        f"{max(counts)} training ratings each); every fake user rates every target r_max (push).",
+        f"{first.n_real_users} real users; fake users per size: {fakes}.",
+        f"Filler: {first.filler} items per profile"
+        + (" (the real users' mean profile length)" if cfg.filler is None else "")
+        + ("; bandwagon adds its 10 most rated items." if "bandwagon" in cfg.attacks else "."),
+        f"{CONTROL}: the random attack's fake users without their target ratings." if CONTROL in cfg.attacks else "",
+        "Victims refitted from scratch on every poisoned log with the clean fit's settings "
+        f"({'; '.join(f'{v} {first.victims[v].settings}' for v in cfg.victims)}).",
+        "Target measures over the real users who have not rated the target, averaged over targets; mean ± std "
+        f"over {len(result.seeds)} seed(s) {[s.seed for s in result.seeds]}. Run took {result.seconds / 60:.1f} min.",
+    ]
+    parts = [
+        f"Data: {result.data}.",
+        " ".join(p for p in setup if p),
+        head(f"Attack x victim at {_pct(size)} of the users"),
+        "before: the clean victim; after: refitted on the poisoned log; pred. shift: poisoned minus clean "
+        "predicted rating of the targets.",
+        table(attack_table(result)),
+        head("Target HR@50 against attack size"),
+        table(size_table(result, "HR@50")),
+        head("Prediction shift against attack size"),
+        table(size_table(result, "shift")),
+        head("Clean users' test RMSE"),
+        "RMSE of the victim's predictions on the test ratings (all real users), clean, and its change after "
+        "each attack (positive: worse).",
+        table(rmse_table(result)),
+        head("Seconds per retraining"),
+        table(timing_table(result)),
+        head("Acceptance"),
+        table([{"check": c.name, "holds": c.verdict(), "measured": c.detail, "target": c.target}
+               for c in (acceptance(result) if checks is None else checks)]),
+    ]
+    return "\n\n".join(parts)
+
+
+def render_markdown(result: PoisonResult) -> str:
+    return render_text(result, markdown=True)
+
+
+# ----------------------------------------------------------------------------- figures
+
+def figures(result: PoisonResult, out: Path) -> List[Path]:
+    """Per victim: target HR@50 and prediction shift against attack size, one line per attack
+    (mean over seeds, ± std band with several seeds), size 0 the clean victim."""
+    out, files = Path(out), []
+    x = [0.0] + [100 * s for s in sizes(result)]
+    several = len(result.seeds) > 1
+    for victim in result.config.victims:
+        for measure, stem in (("HR@50", "hr50"), ("shift", "shift")):
+            series = {}
+            for attack in result.config.attacks:
+                per_seed = np.column_stack([clean_values(result, victim, measure)]
+                                           + [cell_values(result, victim, attack, s, measure) for s in sizes(result)])
+                mean, std = mean_std(per_seed)
+                series[attack] = (x, mean, std if several else None)
+            files.append(curves(out / f"{stem}_{victim}.png", series,
+                                title=f"{victim}: target {LABELS[measure]} against attack size",
+                                xlabel="fake users (% of real users)", ylabel=f"target {LABELS[measure]}"))
+    return files
+
+
+# ----------------------------------------------------------------------------- files
+
+FILES = ReportFiles("poison", "Poisoning", PoisonResult, acceptance, render_text, figures, Check.to_row)
+report_payload = FILES.payload
+report_json = FILES.json
+report_markdown = FILES.markdown
+write_report = FILES.write
+result_from_json = FILES.result_from_json
+checks_from_json = FILES.checks_from_json
+
+
+__all__: Sequence[str] = ("acceptance", "sizes", "table_size", "clean_values", "cell_values", "attack_table",
+                          "size_table", "rmse_table", "timing_table", "render_text", "render_markdown", "figures",
+                          "report_payload", "report_json", "report_markdown", "write_report", "result_from_json",
+                          "checks_from_json")

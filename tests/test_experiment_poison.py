@@ -1,0 +1,191 @@
+"""The poisoning experiment (issue 16, "Experiment"): config checks, the records of a tiny run on
+ML-100K, the JSON round trip, the report, the poisoned logs and the ``advrec run poison`` command.
+
+One tiny run (UserKNN, two attacks, one size, 3 targets: about a second) is shared by the tests
+that read records."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import advrec.data as D
+from advrec.cli import main
+from advrec.experiments import poison_report as R
+from advrec.experiments.poison import (ATTACKS, CONTROL, EXPOSURE, PoisonConfig, draw_targets, fake_profiles,
+                                       mean_profile_length, run_poison)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return run_poison(PoisonConfig.quick(attacks=("average", CONTROL), progress=False))
+
+
+@pytest.fixture(scope="module")
+def train():
+    return D.ratio_split(D.load("ml-100k").interactions, (0.8, 0.2), order="random", seed=0).train
+
+
+# ----------------------------------------------------------------------------- config
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(seeds=()), "seeds"), (dict(seeds=(1, 1)), "seeds"), (dict(seeds=(-1,)), "seeds"),
+    (dict(n_targets=0), "n_targets"), (dict(n_targets=True), "n_targets"),
+    (dict(unpopular_share=0.0), "unpopular_share"), (dict(unpopular_share=float("nan")), "unpopular_share"),
+    (dict(attacks=("random", "shuffle")), "attacks"), (dict(attacks=()), "attacks"),
+    (dict(attacks=("random", "random")), "attacks"),
+    (dict(sizes=(0.0,)), "sizes"), (dict(sizes=(1.0,)), "sizes"), (dict(sizes=(0.05, 0.05)), "sizes"),
+    (dict(sizes=()), "sizes"), (dict(filler=0), "filler"), (dict(filler=2.5), "filler"),
+    (dict(victims=("BPR-MF",)), "victims"), (dict(victims=()), "victims"),
+    (dict(test_share=1.0), "test_share"), (dict(table_size=0.2), "table_size"),
+    (dict(data_format="xml"), "data_format"), (dict(progress="yes"), "progress"),
+])
+def test_config_errors_name_the_field(overrides, field):
+    with pytest.raises(ValueError, match=f"^{field} "):
+        PoisonConfig(**overrides).validate()
+
+
+def test_defaults_and_quick_are_valid():
+    PoisonConfig().validate()
+    quick = PoisonConfig.quick()
+    quick.validate()
+    assert (quick.seeds, quick.n_targets, quick.attacks, quick.sizes, quick.victims) == \
+        ((0,), 3, ("random", "average"), (0.05,), ("UserKNN",))
+    assert PoisonConfig().attacks == ATTACKS and PoisonConfig().sizes == (0.01, 0.03, 0.05, 0.10)
+
+
+# ----------------------------------------------------------------------------- the steps
+
+def test_targets_come_from_the_least_rated_fifth(train):
+    counts = train.item_counts()
+    rated = np.flatnonzero(counts > 0)
+    targets, pool_max = draw_targets(train, 5, 0.2, seed=3)
+    assert len(np.unique(targets)) == 5 and (counts[targets] >= 1).all() and (counts[targets] <= pool_max).all()
+    assert (counts[rated] < pool_max).sum() < np.ceil(0.2 * len(rated)) <= (counts[rated] <= pool_max).sum()
+    assert np.array_equal(targets, draw_targets(train, 5, 0.2, seed=3)[0])
+    with pytest.raises(ValueError, match="^n_targets"):
+        draw_targets(train, 10_000, 0.2, seed=0)
+
+
+def test_poisoned_logs_keep_the_real_rows_and_the_control_has_no_target(train):
+    targets, _ = draw_targets(train, 5, 0.2, seed=0)
+    filler = mean_profile_length(train)
+    assert filler == 85     # 80,000 training ratings over 943 users
+    for attack in ATTACKS:
+        fake = fake_profiles(attack, train, targets, 0.03, filler, seed=0)
+        log = D.inject(train, fake)
+        n = len(train)
+        for name in ("user", "item", "rating", "timestamp"):
+            assert np.array_equal(getattr(log, name)[:n], getattr(train, name)), (attack, name)
+        assert log.n_users == train.n_users + 28 and D.fake_users(log).sum() == 28
+        fake_rows = log.subset(np.arange(n, len(log)))
+        per_user = np.bincount(fake_rows.user - train.n_users)
+        hits = np.isin(fake_rows.item, targets)
+        if attack == CONTROL:
+            assert not hits.any() and (per_user == filler).all()
+        else:
+            assert hits.sum() == 28 * 5 and (fake_rows.rating[hits] == 5).all()
+            assert (per_user == filler + 5 + (10 if attack == "bandwagon" else 0)).all()
+    random = fake_profiles("random", train, targets, 0.03, filler, seed=0)
+    control = fake_profiles(CONTROL, train, targets, 0.03, filler, seed=0)
+    keep = ~np.isin(random.item, targets)   # the control is the random attack without its target rows
+    assert np.array_equal(random.item[keep], control.item) and np.array_equal(random.rating[keep], control.rating)
+
+
+# ----------------------------------------------------------------------------- records and report
+
+def test_records_have_the_right_structure(tiny):
+    cfg = tiny.config
+    assert tiny.data.startswith("ml-100k") and tiny.provenance is not None and len(tiny.provenance.data_sha256) == 64
+    (seed,) = tiny.seeds
+    assert seed.seed == 0 and len(seed.targets) == 3 == len(seed.target_ids) == len(seed.eligible)
+    assert seed.n_real_users == 943 and seed.filler == 85
+    assert all(0 < e <= 943 for e in seed.eligible) and all(1 <= c <= seed.pool_max_count for c in seed.target_counts)
+    victim = seed.victims["UserKNN"]
+    assert victim.settings == {"k": 20, "similarity": "pearson", "min_overlap": 1}
+    assert [(c.attack, c.size) for c in victim.cells] == [(a, 0.05) for a in cfg.attacks]
+    for rec in [victim.clean] + victim.cells:
+        assert list(rec.exposure) == list(EXPOSURE) and all(len(v) == 3 for v in rec.exposure.values())
+        assert all(0 <= h <= 1 for h in rec.exposure["HR@10"] + rec.exposure["HR@50"])
+        assert all(h10 <= h50 for h10, h50 in zip(rec.exposure["HR@10"], rec.exposure["HR@50"]))
+        assert all(1 <= r <= 1682 for r in rec.exposure["MeanRank"])
+        assert 0.5 < rec.rmse < 1.5 and rec.seconds > 0
+    average, control = victim.cell("average", 0.05), victim.cell(CONTROL, 0.05)
+    assert average.n_fake == control.n_fake == 47
+    assert min(average.shift) > 0.5            # fakes rating the target 5 are its only new raters
+    assert max(abs(s) for s in control.shift) < min(average.shift)
+
+
+def test_json_round_trip_is_byte_identical(tiny):
+    text = R.report_json(tiny)
+    again = R.result_from_json(json.loads(text))
+    assert R.report_json(again) == text
+    assert again.config == tiny.config
+    assert [c.to_row() for c in R.checks_from_json(json.loads(text))] == [c.to_row() for c in R.acceptance(tiny)]
+
+
+def test_markdown_has_the_tables_and_the_provenance_line(tiny):
+    md = R.report_markdown(tiny)
+    assert md.startswith("# Poisoning on ml-100k")
+    for heading in ("## Attack x victim at 5% of the users", "## Target HR@50 against attack size",
+                    "## Prediction shift against attack size", "## Clean users' test RMSE",
+                    "## Seconds per retraining", "## Acceptance"):
+        assert heading in md, heading
+    assert re.search(r"^\| UserKNN +\| +average \| +47 \|", md, re.M)   # victim, attack, fake users
+    assert md.rstrip().splitlines()[-1].startswith("Run: advrec ")
+    names = [c.name for c in R.acceptance(tiny)]
+    assert any("control" in n for n in names) and any("rises with attack size" in n for n in names)
+
+
+def test_same_seed_same_numbers():
+    config = PoisonConfig.quick(n_targets=2, attacks=("random",), sizes=(0.02,), progress=False)
+    a, b = run_poison(config), run_poison(config)
+    strip = lambda r: [{**v.to_dict(), "clean": {**v.clean.to_dict(), "seconds": 0},  # noqa: E731
+                        "cells": [{**c.to_dict(), "seconds": 0} for c in v.cells]}
+                       for s in r.seeds for v in s.victims.values()]
+    assert strip(a) == strip(b)
+    assert a.seeds[0].targets == b.seeds[0].targets
+
+
+# ----------------------------------------------------------------------------- the command
+
+def test_cli_run_poison_quick_writes_its_report(tmp_path, capsys):
+    assert main(["run", "poison", "--quick", "--sizes", "0.02", "--n-targets", "2", "--attacks", "random",
+                 "--no-progress", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "advrec run poison" in out and "Attack x victim at 2% of the users" in out and "Acceptance" in out
+    saved = json.loads((tmp_path / "poison.json").read_text())
+    cfg = saved["config"]
+    assert (cfg["sizes"], cfg["n_targets"], cfg["attacks"], cfg["victims"], cfg["seeds"]) == \
+        ([0.02], 2, ["random"], ["UserKNN"], [0])
+    assert saved["provenance"]["data_sha256"] and saved["acceptance"]
+    assert (tmp_path / "poison.md").read_text().startswith("# Poisoning on")
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--sizes", "0"], "--sizes"), (["--sizes", "nan"], "--sizes"), (["--victims", "BPR-MF"], "--victims"),
+    (["--attacks", "nuke"], "--attacks"), (["--n-targets", "0"], "--n-targets"), (["--seeds", "1", "1"], "--seeds"),
+    (["--epochs", "3"], "--epochs"), (["--features", "f.npy"], "--features"),
+])
+def test_cli_refuses_bad_poison_flags_in_one_line(argv, flag, capsys):
+    assert main(["run", "poison", "--quick", "--no-progress"] + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("advrec run poison: error: ") and flag in err
+
+
+def test_cli_poison_flags_belong_to_poison(capsys):
+    assert main(["run", "cat", "--sizes", "0.05"]) == 2
+    assert "--sizes only applies to `advrec run poison`" in capsys.readouterr().err
+
+
+def test_cli_refuses_what_only_the_data_can_refuse(tmp_path, capsys):
+    assert main(["run", "poison", "--quick", "--no-progress", "--n-targets", "100000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if "error" in line]) == 1 and "--n-targets" in err[-1]
+    implicit = tmp_path / "ratings.csv"
+    implicit.write_text("".join(f"{u},{i},1\n" for u in range(30) for i in range(20)))
+    assert main(["run", "poison", "--quick", "--no-progress", "--data", str(implicit)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--data" in err[-1] and "explicit ratings" in err[-1]
