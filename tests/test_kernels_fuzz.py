@@ -8,8 +8,9 @@ Each family runs in one child process (``run_child`` of ``test_kernels_extremes`
 C++ exception escaping OpenMP or an abort fails the test with the child's return code; a hang
 fails it with the timeout). Every call must either succeed with the result of a plain
 NumPy/torch reference (``ref_*``: the shapes, dtypes and values, computed from the very
-argument the kernel got) or raise ValueError/TypeError/IndexError/MemoryError/OverflowError
-whose message names the argument that was varied. The child functions live in this file (the
+argument the kernel got; the kNN references work in exact rationals, so valid values at float64's
+ends are checked too) or raise ValueError/TypeError/IndexError/MemoryError/OverflowError whose
+message names the argument that was varied. The child functions live in this file (the
 child loads it by path), so they are ordinary, linted code.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 import re
 import sys
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -528,6 +530,334 @@ def check_cascade(seq: Any, b: int, components: str = "both", normalize: Optiona
     return check
 
 
+# kNN (``advrec.kernels.knn``): similarities in exact rational arithmetic (``Fraction``), so the
+# reference neither overflows nor underflows where the kernel must not either.
+
+DBL_MAX = float(np.finfo(np.float64).max)
+KNN_TIE = 1e-12  # reference similarities closer than this may come back in either order
+
+
+def knn_ints(x: Any) -> np.ndarray:
+    """The int64 ids an accepted index argument stands for; Invalid where ids must be refused
+    (floats, bools, complex, beyond int64, not 1-D)."""
+    if isinstance(x, torch.Tensor):
+        if x.numel() and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+            raise Invalid(f"ids of dtype {x.dtype}")
+    else:
+        try:
+            a = np.asarray(x)
+        except (TypeError, ValueError, OverflowError):
+            raise Invalid("not array-like") from None
+        if a.size and (a.dtype == np.bool_ or a.dtype.kind not in "iu"):
+            raise Invalid(f"ids of dtype {a.dtype}")
+        if a.dtype == np.uint64 and a.size and int(a.max()) > I64_MAX:
+            raise Invalid("ids beyond int64")
+    a = numeric(x, np.int64)
+    if a.ndim != 1:
+        raise Invalid("ids not 1-D")
+    return a
+
+
+def knn_reals(x: Any, n: int) -> np.ndarray:
+    """The float64 values an accepted values/means argument stands for (None: all ones);
+    Invalid for bools, complex, long double, objects, a wrong length, NaN or inf."""
+    if x is None:
+        return np.ones(n)
+    if isinstance(x, torch.Tensor):
+        if x.numel() and (x.dtype == torch.bool or x.is_complex()):
+            raise Invalid(f"values of dtype {x.dtype}")
+    else:
+        try:
+            a = np.asarray(x)
+        except (TypeError, ValueError, OverflowError):
+            raise Invalid("not array-like") from None
+        if a.size and (a.dtype.kind not in "iuf" or a.dtype.itemsize > 8):
+            raise Invalid(f"values of dtype {a.dtype}")
+    v = numeric(x)
+    if v.ndim != 1 or v.shape[0] != n:
+        raise Invalid(f"values of shape {v.shape}, expected ({n},)")
+    if not np.isfinite(v).all():
+        raise Invalid("non-finite values")
+    return v
+
+
+def knn_count(x: Any, minimum: int = 0) -> int:
+    """An int argument (k, n_cols, min_overlap): Python or NumPy int, no bool, in [minimum, int64]."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)) or not minimum <= x <= I64_MAX:
+        raise Invalid(f"count {x!r}")
+    return int(x)
+
+
+def knn_csr(indptr: Any, indices: Any, n_cols: Any, strict: bool = True) -> Tuple[np.ndarray, np.ndarray, int]:
+    """A CSR's (indptr, indices, n_cols), checked: n_cols None is the largest index + 1;
+    ``strict``: columns strictly increasing within each row."""
+    ip, ix = knn_ints(indptr), knn_ints(indices)
+    if len(ip) < 1 or ip[0] != 0 or np.any(np.diff(ip) < 0) or ip[-1] != len(ix):
+        raise Invalid("CSR structure")
+    if n_cols is None:
+        n_cols = int(ix.max()) + 1 if len(ix) else 0
+        if n_cols > I64_MAX:
+            raise Invalid("an index of int64's max leaves no column count")
+    n_cols = knn_count(n_cols)
+    if len(ix) and (ix.min() < 0 or ix.max() >= n_cols):
+        raise Invalid("index out of range")
+    if strict and any(np.any(np.diff(ix[ip[r]:ip[r + 1]]) <= 0) for r in range(len(ip) - 1)):
+        raise Invalid("a row is not strictly increasing")
+    return ip, ix, n_cols
+
+
+def knn_options(similarity: Any, norms: Any, min_overlap: Any) -> int:
+    if not isinstance(similarity, str) or similarity not in ("cosine", "pearson"):
+        raise Invalid(f"similarity {similarity!r}")
+    if not isinstance(norms, str) or norms not in ("co-rated", "rows"):
+        raise Invalid(f"norms {norms!r}")
+    return knn_count(min_overlap, 1)
+
+
+def round53(x: Fraction) -> Fraction:
+    """``x`` rounded to 53 significant bits, half to even, with no exponent limit: a double
+    operation's result where nothing overflows or underflows."""
+    if x == 0:
+        return x
+    e = (abs(x.numerator).bit_length() - abs(x.denominator).bit_length()) - 53
+    scaled = x / Fraction(2) ** e
+    while abs(scaled) >= 2**53:
+        e, scaled = e + 1, scaled / 2
+    while abs(scaled) < 2**52:
+        e, scaled = e - 1, scaled * 2
+    return Fraction(round(scaled)) * Fraction(2) ** e
+
+
+def frac_float(x: Fraction) -> float:
+    """The nearest double of an exact value; +-inf beyond float64's range."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
+def ref_knn_row_means(indptr: Any, values: Any, empty: Any = None) -> np.ndarray:
+    """Exact row means, rounded once; ``empty`` (a finite real, default the mean of all values,
+    0 without any) for rows without entries."""
+    ip = knn_ints(indptr)
+    if len(ip) < 1 or ip[0] != 0 or np.any(np.diff(ip) < 0):
+        raise Invalid("indptr structure")
+    v = knn_reals(values, int(ip[-1]))
+    if empty is None:
+        fill = float(sum(map(Fraction, v.tolist())) / len(v)) if len(v) else 0.0
+    else:
+        if isinstance(empty, (bool, np.bool_)) or not isinstance(empty, (int, float, np.integer, np.floating)):
+            raise Invalid(f"empty {empty!r}")
+        try:
+            fill = float(empty)
+        except OverflowError:
+            raise Invalid("empty beyond float64") from None
+        if not math.isfinite(fill):
+            raise Invalid("empty not finite")
+    out = np.full(len(ip) - 1, fill)
+    for r in range(len(ip) - 1):
+        row = v[ip[r]:ip[r + 1]].tolist()
+        if row:
+            out[r] = float(sum(map(Fraction, row)) / len(row))
+    return out
+
+
+def check_knn_row_means(indptr: Any, values: Any, empty: Any = None) -> Callable[[Any], None]:
+    """Sums in float64: each mean within 1e-12 of the mean magnitude of what it averages;
+    a constant row's mean is its value, exactly; none beyond its row's values."""
+    def check(out: Any) -> None:
+        want = ref_knn_row_means(indptr, values, empty)
+        assert isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == want.shape, \
+            f"{getattr(out, 'dtype', type(out))} {getattr(out, 'shape', '')}"
+        ip = knn_ints(indptr)
+        v = knn_reals(values, int(ip[-1]))
+        for r in range(len(ip) - 1):
+            row = v[ip[r]:ip[r + 1]]
+            if not len(row):
+                if empty is None and len(v):  # the mean of all values
+                    assert abs(out[r] - want[r]) <= 1e-12 * float(np.mean(np.abs(v / len(v))) * len(v)), \
+                        f"row {r} (empty): {out[r]!r}, expected {want[r]!r}"
+                else:
+                    assert out[r] == want[r], f"row {r} (empty): {out[r]!r}, expected {want[r]!r}"
+                continue
+            assert row.min() <= out[r] <= row.max(), f"row {r}: mean {out[r]!r} outside its values"
+            if (row == row[0]).all():
+                assert out[r] == row[0], f"row {r}: mean {out[r]!r} of a constant row of {row[0]!r}"
+            assert abs(out[r] - want[r]) <= 1e-12 * float(np.mean(np.abs(row / len(row))) * len(row)), \
+                f"row {r}: mean {out[r]!r}, expected {want[r]!r}"
+    return check
+
+
+class KnnRef:
+    """The rating matrix of a kNN call as rows of {column: value}, its checked options, and its
+    exact similarities: ``S[a][b]`` (NaN: no similarity) and ``exact[a][b]`` (the kernel's
+    double sums of this pair are exact, so its similarity is this one to the bit)."""
+
+    def __init__(self, indptr: Any, indices: Any, values: Any, n_cols: Any, similarity: Any, min_overlap: Any,
+                 norms: Any, centre: Optional[np.ndarray]) -> None:
+        self.overlap = knn_options(similarity, norms, min_overlap)
+        ip, ix, self.n_cols = knn_csr(indptr, indices, n_cols)
+        self.v = knn_reals(values, len(ix))
+        self.n = len(ip) - 1
+        self.rows = [dict(zip(ix[ip[r]:ip[r + 1]].tolist(), self.v[ip[r]:ip[r + 1]].tolist()))
+                     for r in range(self.n)]
+        self.ip = ip
+        self.centre, self.row_norms = centre, norms == "rows"
+
+    def default_means(self) -> np.ndarray:
+        return ref_knn_row_means(self.ip, self.v)
+
+    def similarities(self) -> Tuple[List[List[float]], List[List[bool]]]:
+        n, F = self.n, Fraction
+        # x = value - mean rounded as in double (the kernel's one rounding before the sums).
+        X = [{c: round53(F(x) - F(self.centre[r])) if self.centre is not None else F(x) for c, x in row.items()}
+             for r, row in enumerate(self.rows)]
+        sq = [sum((x * x for x in Xr.values()), F(0)) for Xr in X]
+        S = [[math.nan] * n for _ in range(n)]
+        exact = [[True] * n for _ in range(n)]
+        for a in range(n):
+            for b in range(n):
+                C = sorted(X[a].keys() & X[b].keys())
+                if a == b or not C or len(C) < self.overlap:
+                    continue
+                dot = sum((X[a][c] * X[b][c] for c in C), F(0))
+                A = sq[a] if self.row_norms else sum((X[a][c] ** 2 for c in C), F(0))
+                B = sq[b] if self.row_norms else sum((X[b][c] ** 2 for c in C), F(0))
+                if A == 0 or B == 0:
+                    continue
+                d, Af, Bf = frac_float(dot), frac_float(A), frac_float(B)
+                if d == dot and Af == A and Bf == B and sys.float_info.min <= Af * Bf < math.inf:
+                    S[a][b] = min(1.0, max(-1.0, d / math.sqrt(Af * Bf)))  # the kernel's own formula
+                else:  # |sim| = sqrt(dot^2 / (A B)), rounded twice: within 2 ulp
+                    exact[a][b] = False
+                    mag = math.sqrt(float(dot * dot / (A * B)))
+                    S[a][b] = min(1.0, mag) * (1 if dot > 0 else -1 if dot < 0 else 0)
+        return S, exact
+
+
+def knn_rank(S_row: List[float], k: int, among: Iterable[int]) -> List[int]:
+    """The k best of ``among`` by similarity, ties to the lower index."""
+    return sorted((b for b in among if not math.isnan(S_row[b])), key=lambda b: (-S_row[b], b))[:k]
+
+
+def check_knn_choice(got: List[int], want: List[int], cand: List[int], S_row: List[float], exact: bool,
+                     what: str) -> None:
+    """``got`` is the reference's choice ``want`` (``exact``), else a choice as good up to ties."""
+    if exact:
+        assert got == want, f"{what}: {got}, expected {want}"
+        return
+    assert len(got) == len(want) and len(set(got)) == len(got) and set(got) <= set(cand), \
+        f"{what}: {got}, expected {want}"
+    sims = [S_row[b] for b in got]
+    assert all(s >= t - KNN_TIE for s, t in zip(sims, sims[1:])), f"{what}: {got} not by similarity {sims}"
+    rest = [S_row[b] for b in cand if b not in got]
+    assert not rest or not sims or max(rest) <= min(sims) + KNN_TIE, f"{what}: {got} misses a better one"
+
+
+def check_knn_neighbors(indptr: Any, indices: Any, values: Any, k: Any, similarity: Any = "cosine",
+                        min_overlap: Any = 1, means: Any = None, n_cols: Any = None,
+                        norms: Any = "co-rated") -> Callable[[Any], None]:
+    def check(out: Any) -> None:
+        kk = knn_count(k)
+        ref = KnnRef(indptr, indices, values, n_cols, similarity, min_overlap, norms, None)
+        if similarity == "pearson":
+            ref.centre = ref.default_means() if means is None else knn_reals(means, ref.n)
+        elif means is not None:
+            raise Invalid("means with the cosine similarity")
+        idx, sim = out
+        assert isinstance(idx, np.ndarray) and idx.dtype == np.int64 and idx.shape == (ref.n, kk), \
+            f"idx {getattr(idx, 'dtype', type(idx))} {getattr(idx, 'shape', '')}"
+        assert isinstance(sim, np.ndarray) and sim.dtype == np.float32 and sim.shape == (ref.n, kk), \
+            f"sim {getattr(sim, 'dtype', type(sim))} {getattr(sim, 'shape', '')}"
+        S, exact = ref.similarities()
+        for a in range(ref.n):
+            cand = [b for b in range(ref.n) if not math.isnan(S[a][b])]
+            want = knn_rank(S[a], kk, cand)
+            m = len(want)
+            assert (idx[a, m:] == -1).all() and np.isneginf(sim[a, m:]).all(), f"row {a}: padding {idx[a]}"
+            got = idx[a, :m].tolist()
+            check_knn_choice(got, want, cand, S[a], all(exact[a][b] for b in cand), f"row {a}")
+            want_sim = np.array([S[a][b] for b in got], np.float32)
+            if all(exact[a][b] for b in cand):
+                same(sim[a, :m], want_sim, f"row {a} similarities")
+            else:
+                assert np.allclose(sim[a, :m], want_sim, rtol=0, atol=2.5e-7), \
+                    f"row {a} similarities {sim[a, :m]} != {want_sim}"
+    return check
+
+
+def check_knn_predict(indptr: Any, indices: Any, values: Any, rows: Any, cols: Any, k: Any,
+                      similarity: Any = "cosine", min_overlap: Any = 1, means: Any = None, n_cols: Any = None,
+                      norms: Any = "co-rated") -> Callable[[Any], None]:
+    """pred = m_r + sum_N s (x - m_v) / sum_N s over the k most similar positive raters of the
+    column: exact, rounded once (inf only beyond float64)."""
+    def check(out: Any) -> None:
+        kk = knn_count(k)
+        ref = KnnRef(indptr, indices, values, n_cols, similarity, min_overlap, norms, None)
+        m = ref.default_means() if means is None else knn_reals(means, ref.n)
+        ref.centre = m if similarity == "pearson" else None
+        r, c = knn_ints(rows), knn_ints(cols)
+        if r.shape != c.shape or (len(r) and (r.min() < 0 or r.max() >= ref.n or c.min() < 0
+                                               or c.max() >= ref.n_cols)):
+            raise Invalid("queries")
+        pred, used = out
+        assert isinstance(pred, np.ndarray) and pred.dtype == np.float64 and pred.shape == r.shape, type(pred)
+        assert isinstance(used, np.ndarray) and used.dtype == np.int64 and used.shape == r.shape, type(used)
+        S, exact = ref.similarities()
+        want = np.zeros(len(r))
+        for q, (u, col) in enumerate(zip(r.tolist(), c.tolist())):
+            raters = [v for v in range(ref.n) if v != u and col in ref.rows[v] and S[u][v] > 0]
+            ranked = knn_rank(S[u], len(raters), raters)
+            nb = ranked[:kk]
+            assert used[q] == len(nb), f"query {q} ({u}, {col}): {used[q]} neighbours, expected {len(nb)}"
+            F = Fraction
+            num = sum((F(S[u][v]) * (F(ref.rows[v][col]) - F(m[v])) for v in nb), F(0))
+            want[q] = frac_float(F(m[u]) + num / sum((F(S[u][v]) for v in nb), F(0))) if nb else m[u]
+            if (len(ranked) > kk > 0 and S[u][ranked[kk - 1]] - S[u][ranked[kk]] <= KNN_TIE
+                    and not all(exact[u][v] for v in raters)):
+                # Tied at the k-th place up to rounding: the kernel may pick either; the weighted
+                # mean still lies within the deviations of the candidates.
+                devs = [float(F(ref.rows[v][col]) - F(m[v])) for v in ranked
+                        if S[u][v] >= S[u][ranked[kk - 1]] - KNN_TIE]
+                lo, hi = m[u] + min(devs), m[u] + max(devs)
+                slack = 1e-9 * max(abs(lo), abs(hi))
+                assert lo - slack <= pred[q] <= hi + slack, f"query {q}: {pred[q]!r} outside [{lo!r}, {hi!r}]"
+                want[q] = pred[q]
+        close(pred, want, "predictions", rtol=1e-9)
+    return check
+
+
+def check_knn_scores(weights: Any, rows: Any, ratings: Any, n_cols: Any) -> Callable[[Any], None]:
+    """Row t: weights[rows[t]] @ ratings, products and sums in float64 in the CSR's order,
+    rounded to float32 once."""
+    def triple(x: Any, n_cols: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        if not isinstance(x, (tuple, list)) or len(x) != 3:
+            raise Invalid("not a triple")
+        ip, ix, nc = knn_csr(x[0], x[1], n_cols, strict=False)
+        return ip, ix, knn_reals(x[2], len(ix)), nc
+
+    def check(out: Any) -> None:
+        if n_cols is None:
+            raise Invalid("n_cols is required")
+        b_ip, b_ix, b_v, nc = triple(ratings, n_cols)
+        a_ip, a_ix, a_v, _ = triple(weights, len(b_ip) - 1)
+        r = knn_ints(rows)
+        if len(r) and (r.min() < 0 or r.max() >= len(a_ip) - 1):
+            raise Invalid("rows out of range")
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (len(r), nc), \
+            f"{getattr(out, 'dtype', type(out))} {getattr(out, 'shape', '')}"
+        acc = np.zeros((len(r), nc))
+        with np.errstate(all="ignore"):
+            for t, u in enumerate(r.tolist()):
+                for p in range(a_ip[u], a_ip[u + 1]):
+                    w, j = float(a_v[p]), int(a_ix[p])
+                    for q in range(b_ip[j], b_ip[j + 1]):
+                        acc[t, b_ix[q]] += w * float(b_v[q])
+            want = acc.astype(np.float32)
+        close(out, want, "scores", rtol=1e-6)
+    return check
+
+
 # ---------------------------------------------------------------------------------------------
 # The families: each is one child process.
 
@@ -869,9 +1199,213 @@ def fuzz_seq_and_misc(F: Fuzz) -> None:
     F.probe("info", K.info, (), check_info)
 
 
+def knn_extremes(v: np.ndarray, ip: np.ndarray) -> List[Tuple[str, np.ndarray]]:
+    """Valid but extreme values of a CSR: scaled to float64's ends (by powers of two: exact), rows
+    at opposite ends, entries at the largest double or the smallest subnormal, values far from 0."""
+    row = np.repeat(np.arange(len(ip) - 1), np.diff(ip))
+
+    def put(*first: float) -> np.ndarray:
+        """``v`` with its first entries replaced by ``first``."""
+        a = v.copy()
+        a[:len(first)] = first
+        return a
+
+    return [("2p900", v * 2.0**900), ("2m900", v * 2.0**-900), ("1e300", v * 1e300), ("1e-300", v * 1e-300),
+            ("subnormal", v * 5e-324), ("rows_2pm960", v * np.where(row % 2 == 1, 2.0**960, 2.0**-960)),
+            ("f64max", put(DBL_MAX)), ("two_f64max", put(DBL_MAX, DBL_MAX)),
+            ("f64max_pm", put(DBL_MAX, -DBL_MAX)), ("tiny_entry", put(5e-324)),
+            ("negated", -v), ("halves", v + 0.5), ("offset_2p52", v + 2.0**52),
+            ("signs", v * np.where(np.arange(len(v)) % 3 == 0, -1.0, 1.0))]
+
+
+def no_memory_error(fn: Callable[[], Any], what: str) -> Callable[[], Any]:
+    """``fn``, where a MemoryError (otherwise an accepted answer) is a failure: ``what`` needs
+    next to no memory."""
+    def call() -> Any:
+        try:
+            return fn()
+        except MemoryError as err:
+            raise AssertionError(f"MemoryError for {what}: {err}") from None
+    return call
+
+
+def fuzz_knn(F: Fuzz) -> None:
+    from advrec import kernels as K
+
+    # 7 rows over 6 columns: row 5 repeats row 0 (tied neighbours), row 3 is constant (no Pearson
+    # similarity), row 6 is empty. Rows of 2 or 4 small integers: every mean and sum is exact.
+    R = [[(0, 5), (1, 3), (2, 4), (4, 1)], [(0, 4), (1, 3), (3, 2), (4, 2)], [(1, 1), (2, 5)],
+         [(0, 2), (2, 2), (3, 2), (5, 2)], [(2, 5), (3, 4), (4, 1), (5, 3)], [(0, 5), (1, 3), (2, 4), (4, 1)], []]
+    ip = np.cumsum([0] + [len(r) for r in R]).astype(np.int64)
+    ix = np.array([c for r in R for c, _ in r], np.int64)
+    v = np.array([x for r in R for _, x in r], np.float64)
+    nnz, n, nc = len(ix), len(R), 6
+    means = np.array([3.5, 2.5, 3.0, 2.0, 3.5, 3.0, 1.0])  # halves: exact centring
+    MODES = (("pearson", "co-rated"), ("cosine", "co-rated"), ("pearson", "rows"), ("cosine", "rows"))
+    base = dict(indptr=ip, indices=ix, values=v, k=3, similarity="pearson", min_overlap=1, means=None,
+                n_cols=None, norms="co-rated")
+    q_rows, q_cols = np.array([0, 1, 2, 3, 4, 5, 6, 0, 2, 4, 1]), np.array([3, 5, 0, 1, 0, 3, 2, 0, 4, 1, 0])
+    IP, IX, VA = ("indptr", "indices"), ("indices",), ("values",)
+
+    def nb(lab: str, names: Sequence[str], memory: bool = True, **over: Any) -> None:
+        a = dict(base, **over)
+        fn = lambda: K.knn_neighbors(a["indptr"], a["indices"], a["values"], a["k"], a["similarity"],  # noqa: E731
+                                     a["min_overlap"], a["means"], n_cols=a["n_cols"], norms=a["norms"])
+        F.probe(f"knn_neighbors {lab} {a['similarity']!s}/{a['norms']!s}",
+                fn if memory else no_memory_error(fn, f"{nnz} entries"), names, check_knn_neighbors(**a))
+
+    def pr(lab: str, names: Sequence[str], rows: Any = q_rows, cols: Any = q_cols, memory: bool = True,
+           **over: Any) -> None:
+        a = dict(base, **over)
+        fn = lambda: K.knn_predict(a["indptr"], a["indices"], a["values"], rows, cols, a["k"],  # noqa: E731
+                                   a["similarity"], a["min_overlap"], a["means"], n_cols=a["n_cols"],
+                                   norms=a["norms"])
+        F.probe(f"knn_predict {lab} {a['similarity']!s}/{a['norms']!s}",
+                fn if memory else no_memory_error(fn, f"{nnz} entries"), names,
+                check_knn_predict(rows=rows, cols=cols, **a))
+
+    # ---- knn_neighbors
+    for sim, norms in MODES:
+        mode = dict(similarity=sim, norms=norms)
+        for lab, x in list(float_variants(v)) + knn_extremes(v, ip) + [("none", None)]:
+            nb(f"values={lab}", VA, values=x, **mode)
+        for lab, x in [("0", 0), ("1", 1), ("all", 6), ("pad", 9)]:
+            nb(f"k={lab}", ("k",), k=x, **mode)
+        for lab, x in [("2", 2), ("3", 3), ("4", 4), ("5", 5)]:
+            nb(f"min_overlap={lab}", ("min_overlap",), min_overlap=x, k=6, **mode)
+        if sim == "pearson":
+            for lab, x in list(float_variants(means)) + knn_extremes(means, np.array([0, 7])):
+                nb(f"means={lab}", ("means",), means=x, **mode)
+        else:
+            nb("means=given", ("means",), means=means, **mode)
+    last = int(ip[6]) - 1  # row 5's last column: raising it keeps the row sorted
+    big = [("last_n", nc), ("last_2p40", 2**40), ("last_i64max-1", I64_MAX - 1), ("last_i64max", I64_MAX)]
+    for sim, norms in MODES[:2]:
+        mode = dict(similarity=sim, norms=norms)
+        for lab, x in list(index_variants(ip, nnz)) + [
+                ("decreasing", np.r_[0, 4, 3, ip[3:]]), ("merged", np.array([0, 8, 12, 18, 22, 22])),
+                ("split", np.array([0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 22])), ("empty_rows", np.r_[0, 0, ip[1:], 22]),
+                ("one_row_short", ip[:-1]), ("beyond", np.r_[ip[:-1], 23])]:
+            nb(f"indptr={lab}", IP, indptr=x, **mode)
+        for n_cols in (None, nc):
+            for lab, x in list(index_variants(ix, nc)) + [
+                    ("unsorted", ix[[1, 0, *range(2, nnz)]]), ("duplicate", ix[[0, 0, *range(2, nnz)]])]:
+                nb(f"indices={lab} n_cols={n_cols}", IX, indices=x, n_cols=n_cols, **mode)
+            for lab, x in big:
+                nb(f"indices={lab} n_cols={n_cols}", IX + ("n_cols",) * (n_cols is not None), memory=False,
+                   indices=np.r_[ix[:last], x, ix[last + 1:]], n_cols=n_cols, **mode)
+        for lab, x in int_variants(3) + [("n_rows", 7), ("above", 8), ("pad", 1000)]:
+            nb(f"k={lab}", ("k",), k=x, **mode)
+        for lab, x in int_variants(1) + [("2", 2), ("4", 4)]:
+            nb(f"min_overlap={lab}", ("min_overlap",), min_overlap=x, **mode)
+        for lab, x in int_variants(nc) + [("max_index", nc - 1), ("above", nc + 1), ("2p40", 2**40)]:
+            nb(f"n_cols={lab}", ("n_cols",), n_cols=x, **mode)
+    for lab, x in choice_variants(("cosine", "pearson")) + [("none", None), ("title", "Cosine")]:
+        nb(f"similarity={lab}", ("similarity",), similarity=x)
+    for lab, x in choice_variants(("co-rated", "rows")) + [("none", None), ("underscore", "co_rated")]:
+        nb(f"norms={lab}", ("norms",), norms=x)
+    for lab, (p, i, x) in [("rows0", (ip[:1], ix[:0], v[:0])), ("one_row", (ip[:2], ix[:4], v[:4]))]:
+        for kl, k in int_variants(3) + [("pad", 1000)]:
+            nb(f"{lab} k={kl}", ("k",), indptr=p, indices=i, values=x, k=k)
+        nb(f"{lab} n_cols=0", ("n_cols",), indptr=p, indices=i, values=x, n_cols=0)
+
+    # ---- knn_predict
+    for sim, norms in MODES[:2]:
+        mode = dict(similarity=sim, norms=norms)
+        for lab, x in list(float_variants(v)) + knn_extremes(v, ip) + [("none", None)]:
+            pr(f"values={lab}", VA, values=x, **mode)
+        for lab, x in list(float_variants(means)) + knn_extremes(means, np.array([0, 7])):
+            pr(f"means={lab}", ("means",), means=x, **mode)
+        for lab, x in index_variants(q_rows, n):
+            pr(f"rows={lab}", ("rows", "cols"), rows=x, **mode)
+        for lab, x in index_variants(q_cols, nc):
+            pr(f"cols={lab}", ("rows", "cols"), cols=x, **mode)
+        for lab, x in int_variants(3) + [("n_rows", 7), ("pad", 1000)]:
+            pr(f"k={lab}", ("k",), k=x, **mode)
+        for lab, x in int_variants(1) + [("2", 2), ("3", 3)]:
+            pr(f"min_overlap={lab}", ("min_overlap",), min_overlap=x, **mode)
+    for lab, x in list(index_variants(ip, nnz)) + [("split", np.array([0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 22]))]:
+        pr(f"indptr={lab}", IP, indptr=x, cols=q_cols % 2)
+    for lab, x in index_variants(ix, nc):
+        pr(f"indices={lab}", IX, indices=x, n_cols=nc)
+    for lab, x in big:
+        pr(f"indices={lab}", IX, memory=False, indices=np.r_[ix[:last], x, ix[last + 1:]],
+           rows=np.r_[q_rows, 5], cols=np.r_[q_cols, x if x < I64_MAX else 0])
+    for lab, x in int_variants(nc) + [("max_index", nc - 1), ("2p40", 2**40)]:
+        pr(f"n_cols={lab}", ("n_cols", "cols"), n_cols=x)
+    pr("cols=2p39 n_cols=2p40", ("cols",), cols=np.r_[q_cols, 2**39], rows=np.r_[q_rows, 0], n_cols=2**40)
+    pr("rows/cols shorter", ("rows", "cols"), rows=q_rows[:-1])
+    pr("rows/cols longer", ("rows", "cols"), cols=np.r_[q_cols, 0])
+    pr("no queries", ("rows", "cols"), rows=q_rows[:0], cols=[])
+    for lab, x in choice_variants(("cosine", "pearson")) + [("none", None)]:
+        pr(f"similarity={lab}", ("similarity",), similarity=x)
+    for lab, x in choice_variants(("co-rated", "rows")) + [("none", None)]:
+        pr(f"norms={lab}", ("norms",), norms=x)
+    # Deviations of +-2 * DBL_MAX: the weighted mean and the prediction are finite.
+    vv, mm = v.copy(), means.copy()
+    for r in (0, 5):
+        vv[ip[r]:ip[r + 1]] = DBL_MAX
+    mm[[0, 1, 5]] = -DBL_MAX
+    for sim in ("cosine", "pearson"):
+        pr("deviation overflow", ("values", "means"), rows=[1, 1, 0], cols=[0, 1, 3], values=vv, means=mm,
+           similarity=sim)
+
+    # ---- knn_row_means
+    def rm(lab: str, names: Sequence[str], indptr: Any = ip, values: Any = v, **kw: Any) -> None:
+        F.probe(f"knn_row_means {lab}", lambda: K.knn_row_means(indptr, values, **kw), names,
+                check_knn_row_means(indptr, values, kw.get("empty")))
+
+    for lab, x in list(index_variants(ip, nnz)) + [("decreasing", np.r_[0, 4, 3, ip[3:]]),
+                                                  ("start1", np.r_[1, ip[1:]]), ("empty_rows", np.r_[0, 0, ip[1:], 22]),
+                                                  ("beyond", np.r_[ip[:-1], 23]), ("one_row_short", ip[:-1])]:
+        rm(f"indptr={lab}", ("indptr", "values"), indptr=x)
+    overflow = np.full(nnz, DBL_MAX)
+    overflow[1] = DBL_MAX / 2  # rows and the global mean: sums beyond float64, means within
+    for lab, x in list(float_variants(v)) + knn_extremes(v, ip) + [("none", None), ("sum_overflow", overflow)]:
+        rm(f"values={lab}", VA, values=x)
+        rm(f"values={lab} empty=2", VA, values=x, empty=2)
+    for lab, x in real_variants(2.5) + [("none", None), ("np_f64", np.float64(-1.5)), ("np_int", np.int64(4))]:
+        rm(f"empty={lab}", ("empty",), empty=x)
+    rm("no rows", ("indptr",), indptr=ip[:1], values=v[:0])
+
+    # ---- knn_scores: weights [7 x 7] (a duplicate and an unsorted row: both allowed) @ the ratings
+    W = (np.array([0, 2, 3, 3, 6, 7, 10, 11]), np.array([1, 5, 0, 4, 2, 4, 6, 0, 1, 2, 3]),
+         np.array([0.5, 1.0, 0.5, -1.0, 0.25, 0.5, 1.0, 1.0, 1.0, -2.0, 2.0]))
+    RT = (ip, ix, v)
+    s_rows = np.array([0, 3, 6, 0, 5, 2])
+
+    def sc(lab: str, names: Sequence[str], w: Any = W, rows: Any = s_rows, r: Any = RT, n_cols: Any = nc) -> None:
+        F.probe(f"knn_scores {lab}", lambda: K.knn_scores(w, rows, r, n_cols), names,
+                check_knn_scores(w, rows, r, n_cols))
+
+    for name, trip, n_rows in (("weights", W, 7), ("ratings", RT, nc)):
+        names = (name,) if name == "weights" else ("ratings", "weights")
+        for part, label in enumerate(("indptr", "indices", "values")):
+            good = trip[part]
+            variants = (index_variants(good, len(trip[1])) if part == 0 else index_variants(good, n_rows)
+                        if part == 1 else itertools.chain(float_variants(good), knn_extremes(good, trip[0])))
+            for lab, x in variants:
+                t = tuple(x if i == part else trip[i] for i in range(3))
+                sc(f"{name} {label}={lab}", names, **{"w" if name == "weights" else "r": t})
+        for lab, x in [("pair", trip[:2]), ("quad", trip + trip[:1]), ("list", list(trip)), ("none", None),
+                       ("dict", {0: 1}), ("str", "abc"), ("array", np.zeros((3, 2)))]:
+            sc(f"{name}={lab}", (name,), **{"w" if name == "weights" else "r": x})
+    for lab, x in index_variants(s_rows, 7):
+        sc(f"rows={lab}", ("rows",), rows=x)
+    for lab, x in int_variants(nc) + [("max_index", nc - 1), ("above", nc + 1), ("2p40", 2**40)]:
+        huge = isinstance(x, int) and not isinstance(x, bool) and x > 10**6  # the output would not fit
+        sc(f"n_cols={lab}" + " rows0" * huge, ("n_cols",), rows=s_rows[:0] if huge else s_rows, n_cols=x)
+    sc("n_cols=2p62 one row", ("n_cols",), n_cols=2**62, rows=s_rows[:1])
+    # Products beyond float32 whose sums are not (and the same in float64).
+    for lab, sw, sr in [("f32 overflow", 1e30, 1e20), ("f64 overflow", 1e200, 1e200), ("f32 tiny", 1e-30, 1e-20),
+                        ("subnormal x huge", 5e-324, 1e300)]:
+        sc(lab, ("weights", "ratings"), w=(W[0], W[1], W[2] * sw), r=(ip, ix, v * sr))
+
+
 # family: (child function, the fewest probes it must make: the grid must not shrink unnoticed)
 FAMILIES = {"select": (fuzz_select, 700), "pairs": (fuzz_pairs, 200), "certify": (fuzz_certify, 1600),
-            "perturb": (fuzz_perturb, 550), "bpr": (fuzz_bpr, 160), "seq_misc": (fuzz_seq_and_misc, 150)}
+            "perturb": (fuzz_perturb, 550), "bpr": (fuzz_bpr, 160), "seq_misc": (fuzz_seq_and_misc, 150),
+            "knn": (fuzz_knn, 1650)}
 
 
 def child_main(family: str) -> None:

@@ -45,8 +45,9 @@ def _values(values: Any, n: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} must hold real numbers (float64 or narrower), got dtype {v.dtype}")
     v = np.ascontiguousarray(v, dtype=np.float64)
     if v.shape[0] != n:
-        raise ValueError(f"{name} must have {n} entries (one per {'row' if name == 'means' else 'stored index'}), "
-                         f"got {v.shape[0]}")
+        per = ("row" if name == "means" else
+               "stored index: indptr[-1]" if name == "values" else "stored index")
+        raise ValueError(f"{name} must have {n} entries (one per {per}), got {v.shape[0]}")
     bad = np.flatnonzero(~np.isfinite(v))
     if bad.size:
         raise ValueError(f"{name}[{bad[0]}] is {v[bad[0]]}: values must be finite")
@@ -60,15 +61,49 @@ def _matrix(indptr: Any, indices: Any, values: Any, n_cols: Optional[int], name:
     v = _values(values, len(indices), f"{name} values")
     if n_cols is None:
         n_cols = int(indices.max()) + 1 if indices.size else 0
+        if n_cols > INT64_MAX:  # (a negative index is the core's IndexError)
+            raise IndexError(f"{name} indices hold {INT64_MAX}: with n_cols=None the column count "
+                             f"(largest index + 1) is beyond int64; pass n_cols")
     return indptr, indices, v, int_arg(n_cols, "n_cols", maximum=INT64_MAX)
 
 
+def _finite_real(x: Any, name: str) -> float:
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a real number, got {type(x).__name__}")
+    try:
+        v = float(x)
+    except OverflowError:  # an int beyond float64's range
+        raise ValueError(f"{name} must be finite, got an int beyond float64's range") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def _mean(sums: np.ndarray, v: np.ndarray, rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """sums / counts, where a sum overflowed taken as the sum of value / count (no term or
+    partial sum can overflow then)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        means = sums / np.maximum(counts, 1)
+        bad = ~np.isfinite(means)
+        if bad.any():
+            scaled = np.bincount(rows, weights=v / np.maximum(counts, 1)[rows], minlength=len(counts))
+            means = np.where(bad, scaled, means)
+    return means
+
+
 def knn_row_means(indptr: Any, values: Any, empty: Optional[float] = None) -> np.ndarray:
-    """Mean value of each CSR row, float64; exact for a constant row (its Pearson norm is then
-    exactly 0, not a rounding residue). Empty rows get ``empty`` (default: the mean of all
-    values, 0 without any)."""
+    """Mean value of each CSR row, float64 (sums in float64); exact for a constant row (its
+    Pearson norm is then exactly 0, not a rounding residue), and within the row's values when a
+    sum overflows. Empty rows get ``empty``, a finite real (default: the mean of all values, 0
+    without any)."""
     indptr = int_array(indptr, "indptr")
-    v = _values(values, int(indptr[-1]) if len(indptr) else 0, "values")
+    if len(indptr) < 1 or indptr[0] != 0:
+        raise ValueError("indptr must start at 0")
+    if np.any(np.diff(indptr) < 0):
+        raise ValueError("indptr must be non-decreasing")
+    fill = None if empty is None else _finite_real(empty, "empty")
+    nnz = int(indptr[-1])
+    v = _values(values, nnz, "values")  # (a length mismatch names indptr[-1] too)
     counts = np.diff(indptr)
     rows = np.repeat(np.arange(len(counts)), counts)
     sums = np.bincount(rows, weights=v, minlength=len(counts))
@@ -76,9 +111,13 @@ def knn_row_means(indptr: Any, values: Any, empty: Optional[float] = None) -> np
     hi = np.full(len(counts), -np.inf)
     np.minimum.at(lo, rows, v)
     np.maximum.at(hi, rows, v)
-    fill = (float(v.mean()) if v.size else 0.0) if empty is None else float(empty)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts > 0, sums / np.maximum(counts, 1), fill)
+    if fill is None and nnz:
+        with np.errstate(over="ignore"):
+            total = np.array([v.sum()])
+        fill = float(np.clip(_mean(total, v, np.zeros(nnz, np.int64), np.array([nnz]))[0], v.min(), v.max()))
+    elif fill is None:
+        fill = 0.0
+    means = np.where(counts > 0, np.clip(_mean(sums, v, rows, counts), lo, hi), fill)
     return np.where((counts > 0) & (lo == hi), lo, means)
 
 

@@ -1,7 +1,9 @@
 // Bindings of the kNN kernels (knn.h): check every argument (CSR structure, sorted rows, index
 // ranges, finite values), release the GIL, call the kernel.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "bind_util.h"
@@ -14,6 +16,12 @@ namespace {
 
 std::string str(int64_t x) { return std::to_string(x); }
 
+std::string num(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
+}
+
 // A rating matrix with its checks: `sorted` also requires strictly increasing columns per row
 // (a repeated column would count twice as co-rated).
 struct Matrix {
@@ -22,9 +30,10 @@ struct Matrix {
   KnnMatrix m;
 };
 
+// `bound` names what n_cols is in the messages ("n_cols", "the rows of ratings").
 Matrix check_matrix(const py::object& indptr_obj, const py::object& indices_obj,
                     const py::object& values_obj, int64_t n_cols, const std::string& name,
-                    bool sorted) {
+                    bool sorted, const std::string& bound = "n_cols") {
   Matrix x;
   x.indptr = as_array<int64_t>(indptr_obj, (name + " indptr").c_str(), "int64");
   x.indices = as_array<int64_t>(indices_obj, (name + " indices").c_str(), "int64");
@@ -34,7 +43,10 @@ Matrix check_matrix(const py::object& indptr_obj, const py::object& indices_obj,
   const int64_t* p = x.indptr.data();
   const int64_t* ix = x.indices.data();
   for (int64_t r = 0; r < n_rows; ++r) {
-    check_csr_row(p, ix, r, n_cols, name.c_str());
+    for (int64_t i = p[r]; i < p[r + 1]; ++i)
+      if (ix[i] < 0 || ix[i] >= n_cols)
+        throw IndexRangeError(name + " indices[" + str(i) + "] = " + str(ix[i]) + " is outside [0, " +
+                              str(n_cols) + "), " + bound + " = " + str(n_cols));
     if (sorted)
       for (int64_t i = p[r] + 1; i < p[r + 1]; ++i)
         if (ix[i] <= ix[i - 1])
@@ -68,13 +80,25 @@ const double* check_row_vector(const py::object& obj, F64& keep, int64_t n_rows,
   return keep.data();
 }
 
-KnnSimilarity check_similarity(const py::object& means, F64& keep, int64_t n_rows,
-                               int64_t min_overlap, bool row_norms) {
+KnnSimilarity check_similarity(const Matrix& x, const py::object& means, F64& keep, int64_t min_overlap,
+                               bool row_norms) {
   if (min_overlap < 1) throw ArgError("min_overlap must be >= 1, got " + str(min_overlap));
   KnnSimilarity s;
-  s.means = check_row_vector(means, keep, n_rows, "means");
+  s.means = check_row_vector(means, keep, x.m.n_rows, "means");
   s.row_norms = row_norms;
   s.min_overlap = min_overlap;
+  // Magnitudes no scaling can keep exact (knn.h): a row spanning more than 2^480.
+  const int64_t p = knn_first_out_of_range(x.m, s.means);
+  if (p >= 0) {
+    const int64_t r = std::upper_bound(x.m.indptr, x.m.indptr + x.m.n_rows + 1, p) - x.m.indptr - 1;
+    double big = s.means ? std::fabs(s.means[r]) : 0.0;
+    for (int64_t i = x.m.indptr[r]; i < x.m.indptr[r + 1]; ++i) big = std::max(big, std::fabs(x.m.values[i]));
+    throw ArgError("ratings values[" + str(p) + "] = " + num(x.m.values[p]) +
+                   (s.means ? " minus its row's mean " + num(s.means[r]) : std::string()) +
+                   " is nonzero but below 2^-480 of row " + str(r) + "'s largest magnitude (" + num(big) +
+                   "): its square would underflow; the values of a row (and its mean) must lie within "
+                   "a factor 2^480 of each other (rescale them)");
+  }
   return s;
 }
 
@@ -96,7 +120,7 @@ py::tuple knn_neighbors(const py::object& indptr, const py::object& indices,
   Matrix x = check_matrix(indptr, indices, values, n_cols, "ratings", true);
   const int64_t n_rows = x.m.n_rows;
   F64 keep_means;
-  const KnnSimilarity s = check_similarity(means, keep_means, n_rows, min_overlap, row_norms);
+  const KnnSimilarity s = check_similarity(x, means, keep_means, min_overlap, row_norms);
   check_k(k, n_rows);
   I64 out_idx({n_rows, k});
   F32 out_sim({n_rows, k});
@@ -114,7 +138,7 @@ py::tuple knn_predict(const py::object& indptr, const py::object& indices, const
   Matrix x = check_matrix(indptr, indices, values, n_cols, "ratings", true);
   const int64_t n_rows = x.m.n_rows;
   F64 keep_means, keep_pred;
-  const KnnSimilarity s = check_similarity(means, keep_means, n_rows, min_overlap, row_norms);
+  const KnnSimilarity s = check_similarity(x, means, keep_means, min_overlap, row_norms);
   if (k < 0) throw ArgError("k must be >= 0, got " + str(k));
   if (pred_means_obj.is_none()) throw ArgError("pred_means must be given");
   const double* pred_means = check_row_vector(pred_means_obj, keep_pred, n_rows, "pred_means");
@@ -147,9 +171,10 @@ py::tuple knn_predict(const py::object& indptr, const py::object& indices, const
 F32 knn_scores(const py::object& a_indptr, const py::object& a_indices, const py::object& a_values,
                const py::object& rows_obj, const py::object& b_indptr, const py::object& b_indices,
                const py::object& b_values, int64_t n_cols) {
-  // B first: A's columns index B's rows.
-  Matrix b = check_matrix(b_indptr, b_indices, b_values, n_cols, "b", false);
-  Matrix a = check_matrix(a_indptr, a_indices, a_values, b.m.n_rows, "a", false);
+  // B (the ratings) first: A's (the weights') columns index B's rows.
+  Matrix b = check_matrix(b_indptr, b_indices, b_values, n_cols, "ratings", false);
+  Matrix a = check_matrix(a_indptr, a_indices, a_values, b.m.n_rows, "weights", false,
+                          "the number of rows of ratings");
   I64 rows = as_array<int64_t>(rows_obj, "rows", "int64");
   check_ndim(rows, 1, "rows");
   const int64_t n_out = rows.shape(0);
@@ -157,9 +182,10 @@ F32 knn_scores(const py::object& a_indptr, const py::object& a_indices, const py
     if (rows.data()[t] < 0 || rows.data()[t] >= a.m.n_rows)
       throw IndexRangeError("rows[" + str(t) + "] = " + str(rows.data()[t]) + " is outside [0, " +
                             str(a.m.n_rows) + ")");
-  if (static_cast<double>(n_out) * static_cast<double>(n_cols) * 4.0 > 0x1p62)
+  // (NumPy refuses a shape whose size in bytes overflows, an empty one included.)
+  if (static_cast<double>(std::max<int64_t>(n_out, 1)) * static_cast<double>(n_cols) * 4.0 > 0x1p62)
     throw ArgError("the output of len(rows) = " + str(n_out) + " x n_cols = " + str(n_cols) +
-                   " float32 scores is too large; pass fewer rows");
+                   " float32 scores is too large; pass fewer rows or columns");
   F32 out({n_out, n_cols});
   {
     py::gil_scoped_release release;

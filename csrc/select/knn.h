@@ -32,6 +32,14 @@ struct KnnSimilarity {
   int64_t min_overlap = 1;
 };
 
+// Similarities are exact in scale: before any product each row's centred values are scaled by a
+// power of two (exactly: the similarities are those of the unscaled values), so that its largest
+// |value| or |mean| lies in [0.5, 1); no square or sum then overflows or underflows, whatever the
+// magnitude of the row. What scaling cannot save is a row whose entries span more than 2^480: a
+// nonzero centred value below 2^-480 of the row's largest would underflow when squared.
+// knn_first_out_of_range returns the first such entry (its CSR position), or -1 when none.
+int64_t knn_first_out_of_range(const KnnMatrix& m, const double* means);
+
 // For every row: its k most similar other rows, most similar first, ties to the lower row index;
 // out_idx / out_sim [n_rows x k], padded with -1 / -inf where fewer exist. OpenMP over rows.
 void knn_neighbors_cpu(const KnnMatrix& m, const KnnSimilarity& s, int64_t k, int64_t* out_idx,
@@ -40,7 +48,9 @@ void knn_neighbors_cpu(const KnnMatrix& m, const KnnSimilarity& s, int64_t k, in
 // Mean-centred prediction (Surprise's KNNWithMeans) of queries (q_rows[q], q_cols[q]):
 //   pred = pred_means[r] + sum_N sim(r, v) (x_vc - pred_means[v]) / sum_N sim(r, v)
 // over N, the k most similar rows v != r that hold column c and have sim(r, v) > 0 (ties to the
-// lower index). When N is empty the prediction is pred_means[r]. out_used[q] = |N|.
+// lower index). When N is empty the prediction is pred_means[r]. out_used[q] = |N|. Where the sums
+// overflow in double (deviations near +-2 DBL_MAX) the weighted mean is taken in scaled form: the
+// prediction is inf only where its value is beyond float64.
 // OpenMP over the distinct query rows, each row's similarities computed once.
 void knn_predict_cpu(const KnnMatrix& m, const KnnSimilarity& s, const double* pred_means,
                      int64_t k, const int64_t* q_rows, const int64_t* q_cols, int64_t n_queries,
@@ -48,7 +58,9 @@ void knn_predict_cpu(const KnnMatrix& m, const KnnSimilarity& s, const double* p
 
 // Rows of a sparse product, dense: out[t, :] = A[rows[t], :] @ B for t < n_out, with A
 // [* x B.n_rows] and B [B.n_rows x B.n_cols] CSR (A's values may be any finite weights; the
-// column order within a row does not matter here). out is float32 [n_out x B.n_cols].
+// column order within a row does not matter here). out is float32 [n_out x B.n_cols]: products
+// and sums in double, in the CSR's order, rounded to float32 once (products beyond float32's
+// range may cancel).
 void knn_scores_cpu(const KnnMatrix& a, const int64_t* rows, int64_t n_out, const KnnMatrix& b,
                     float* out);
 
