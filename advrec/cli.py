@@ -1,4 +1,5 @@
-"""The ``advrec`` command: ``demo`` (baselines, a quick attack, a quick AMR and a quick CAT run),
+"""The ``advrec`` command: ``demo`` (baselines, a quick attack, a quick AMR, a quick CAT and a quick
+poisoning run),
 ``attack`` (MSAP: FGSM/BIM/PGD against BPR-MF and AMF), ``run amr`` (VBPR/AMR with feature
 perturbations), ``run cat`` (SASRec/GRU4Rec with cascade-guided adversarial training), ``run poison``
 (shilling attacks against retrained UserKNN and ExplicitMF),
@@ -186,6 +187,7 @@ def _check_demo(args: argparse.Namespace) -> Dict[str, Any]:
     from .experiments.baseline import BaselineConfig
     from .experiments.cat import CATConfig
     from .experiments.msap import MSAPConfig
+    from .experiments.poison import PoisonConfig
 
     _check_count(args.epochs, "--epochs")
     _check_seeds([args.seed], "--seed")
@@ -206,6 +208,10 @@ def _check_demo(args: argparse.Namespace) -> Dict[str, Any]:
         "cat": None if args.no_cat else _validated(lambda: CATConfig.quick(
             seeds=(args.seed,), models=("SASRec",), methods=("adv_cas",), last_k=(1,), epochs=min(40, args.epochs),
             adv_epochs=min(4, args.epochs), progress=_progress(args)), flags),
+        # issue 16's quick version: one victim, two attacks, one size (a few seconds)
+        "poison": None if args.no_poison else _validated(lambda: PoisonConfig.quick(
+            seeds=(args.seed,), n_targets=3, target_pools=("unpopular",), attacks=("random", "average"),
+            sizes=(0.05,), victims=("ExplicitMF",), progress=_progress(args)), flags),
     }
     _check_out(args.out, ("demo.json", "demo.md"))
     return configs
@@ -228,14 +234,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     attack_rows = [] if configs["attack"] is None else _demo_attack(configs["attack"], result.model)
     amr_rows = [] if configs["amr"] is None else _demo_amr(configs["amr"])
     cat_rows = [] if configs["cat"] is None else _demo_cat(configs["cat"])
+    poison_rows = [] if configs["poison"] is None else _demo_poison(configs["poison"])
     print(f"\nwhole demo {time.perf_counter() - start:.1f} s")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "demo.json").write_text(json.dumps({**result.to_dict(), "attack": attack_rows, "amr": amr_rows,
-                                                   "cat": cat_rows}, indent=2))
+                                                   "cat": cat_rows, "poison": poison_rows}, indent=2))
         md = format_table(table_rows, ["model", *METRIC_COLUMNS, "train_s"], markdown=True) + "\n"
-        for rows in (attack_rows, amr_rows, cat_rows):
+        for rows in (attack_rows, amr_rows, cat_rows, poison_rows):
             if rows:
                 md += "\n" + format_table(rows, markdown=True) + "\n"
         (out / "demo.md").write_text(md)
@@ -317,16 +324,47 @@ def _demo_cat(config) -> List[Dict[str, object]]:
     return rows
 
 
+def _demo_poison(config) -> List[Dict[str, object]]:
+    """The quick poisoning run: ExplicitMF fitted on ML-100K's ratings, then refitted from scratch
+    with random and with average fake profiles pushing 3 unpopular targets (seed ``--seed``)."""
+    from .experiments.poison import run_poison
+    from .experiments.poison_report import cell_values, clean_values
+    from .report import format_table
+
+    start = time.perf_counter()
+    result = run_poison(config)
+    seed = result.seeds[0]
+    pool, victim, size = config.target_pools[0], config.victims[0], config.sizes[0]
+    before = float(clean_values(result, pool, victim, "HR@50")[0])   # means over the targets, one seed
+    rows: List[Dict[str, object]] = []
+    for attack in config.attacks:
+        after, shift, seconds = (float(cell_values(result, pool, victim, attack, size, m)[0])
+                                 for m in ("HR@50", "shift", "seconds"))
+        rows.append({"victim": victim, "attack": attack, "fake users": seed.pools[pool].victims[victim].cell(
+            attack, size).n_fake, "target HR@50 before": before, "target HR@50 after": after, "pred. shift": shift,
+            "refit s": round(seconds, 2)})
+    targets = ", ".join(str(t) for t in seed.pools[pool].target_ids)
+    print(f"\nPoisoning ML-100K's ratings (random 80/20 split): {victim} refitted from scratch with "
+          f"{100 * size:g}% fake users ({seed.filler} filler items each) pushing {config.n_targets} targets from "
+          f"the least rated fifth of the items (raw ids {targets}); over the real users who have not rated them:")
+    print(format_table([{**r, "target HR@50 before → after": f"{r['target HR@50 before']:.4f} → "
+                         f"{r['target HR@50 after']:.4f}", "pred. shift": f"{r['pred. shift']:+.3f}", "refit s": f"{r['refit s']:.2f}"}
+                        for r in rows], ["victim", "attack", "fake users", "target HR@50 before → after",
+                                         "pred. shift", "refit s"]))
+    print(f"poisoning demo {time.perf_counter() - start:.1f} s; `advrec run poison` runs the full experiment")
+    return rows
+
+
 #: flags of ``advrec run`` that only one experiment reads (``None`` when not given)
 _RUN_ONLY = {"amr": ("amr_eps", "amr_lam", "cold_share", "features"),
              "cat": ("models", "eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs"),
-             "poison": ("attacks", "sizes", "victims", "n_targets")}
+             "poison": ("attacks", "sizes", "victims", "n_targets", "target_pools")}
 #: config field -> the flag that sets it, for the config's own ``validate()`` messages
 _RUN_FLAGS = {"seeds": "--seeds", "models": "--models", "eps": "--eps", "lam1": "--lam1", "lam2": "--lam2",
               "epochs": "--epochs", "adv_epochs": "--adv-epochs", "max_len": "--max-len", "last_k": "--max-len",
               "amr_eps": "--amr-eps", "amr_lam": "--amr-lam", "cold_share": "--cold-share", "data_path": "--data",
               "data_format": "--format", "features_path": "--features", "attacks": "--attacks", "sizes": "--sizes",
-              "victims": "--victims", "n_targets": "--n-targets"}
+              "victims": "--victims", "n_targets": "--n-targets", "target_pools": "--target-pools"}
 _ATTACK_FLAGS = {"seeds": "--seeds", "eps": "--eps", "steps": "--steps", "accept_steps": "--steps",
                  "norm": "--norm", "data_path": "--data", "data_format": "--format"}
 
@@ -397,7 +435,7 @@ def _poison_config(args: argparse.Namespace):
     from .experiments.poison import PoisonConfig
 
     overrides: Dict[str, Any] = dict(progress=_progress(args), data_path=args.data, data_format=args.format)
-    for name in ("seeds", "attacks", "sizes", "victims"):
+    for name in ("seeds", "attacks", "sizes", "victims", "target_pools"):
         if getattr(args, name) is not None:
             overrides[name] = tuple(getattr(args, name))
     if args.n_targets is not None:
@@ -528,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-amr", action="store_true", help="skip the quick VBPR/AMR run (needs the content extra)")
     demo.add_argument("--no-cat", action="store_true",
                       help="skip the quick SASRec / cascade-guided adversarial training run")
+    demo.add_argument("--no-poison", action="store_true",
+                      help="skip the quick poisoning run (ExplicitMF, random and average fake profiles at 5%%)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_cmd_demo, check=_check_demo)
     cert = sub.add_parser("certify", help="train FM, RFM-1 and FM-RT on ML-100K and certify their robustness "
@@ -570,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true",
                      help="one seed and short phases (a few minutes); amr: short AMR training and curves, no "
                           "cold-item split; cat: SASRec, adv_cas only, no ablations; poison: UserKNN, random and "
-                          "average at 5%%, 3 targets (seconds)")
+                          "average at 5%%, 3 targets per pool (seconds)")
     run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                      help="seeds to average over (default 0 1 2; --quick: 0)")
     run.add_argument("--models", type=str, nargs="+", default=None, metavar="M",
@@ -594,12 +634,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="poison: random, average, bandwagon and/or control (default all four; --quick: random "
                           "average)")
     run.add_argument("--sizes", type=float, nargs="+", default=None, metavar="F",
-                     help="poison: attack sizes as fractions of the real users (default 0.01 0.03 0.05 0.1; "
+                     help="poison: attack sizes as fractions of the real users (default 0.01 0.02 0.03 0.05 0.1; "
                           "--quick: 0.05)")
     run.add_argument("--victims", type=str, nargs="+", default=None, metavar="V",
                      help="poison: UserKNN and/or ExplicitMF (default both; --quick: UserKNN)")
     run.add_argument("--n-targets", type=int, default=None,
-                     help="poison: target items drawn from the least rated fifth (default 5; --quick: 3)")
+                     help="poison: target items drawn from each pool (default 5; --quick: 3)")
+    run.add_argument("--target-pools", type=str, nargs="+", default=None, metavar="P",
+                     help="poison: where the targets are drawn from, reported apart: unpopular (the least rated "
+                          "fifth of the rated items) and/or all (every rated item) (default both)")
     run.add_argument("--data", type=str, default=None, metavar="PATH",
                      help="your interactions instead of ML-100K (amr: needs --features; cat: needs timestamps; "
                           "poison: needs explicit ratings)")

@@ -121,3 +121,32 @@ def test_bad_arguments_exit_nonzero(capsys):
     assert main(["demo", "--epochs", "0"]) == 2
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+def test_demo_poison_part(tmp_path, capsys):
+    """The demo's quick poisoning run (issue 16): ExplicitMF, random and average fake profiles at
+    5%, 3 unpopular targets; the table, its time, and the rows in demo.json / demo.md."""
+    assert main(["demo", "--epochs", "1", "--no-progress", "--no-attack", "--no-amr", "--no-cat",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("baselines ") < out.index("poisoning demo") < out.index("whole demo")
+    part = out.split("Poisoning ML-100K")[1].split("poisoning demo")[0]
+    assert "ExplicitMF" in part and "target HR@50 before → after" in part and "pred. shift" in part
+    assert re.search(r"poisoning demo \d+\.\d s", out) and "nan" not in part
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert [(r["victim"], r["attack"], r["fake users"]) for r in saved["poison"]] == \
+        [("ExplicitMF", "random", 47), ("ExplicitMF", "average", 47)]
+    for row in saved["poison"]:
+        assert 0.0 <= row["target HR@50 before"] < row["target HR@50 after"] <= 1.0   # pushed
+        assert row["pred. shift"] > 0 and row["refit s"] > 0
+    assert "average" in (tmp_path / "demo.md").read_text()
+
+
+def test_demo_poison_part_is_checked_and_can_be_skipped():
+    """Its config is built and validated with the others before any work; --no-poison drops it."""
+    from advrec.cli import _check_demo, build_parser
+
+    config = _check_demo(build_parser().parse_args(["demo", "--seed", "7"]))["poison"]
+    assert (config.seeds, config.victims, config.attacks, config.sizes, config.n_targets, config.target_pools) == \
+        ((7,), ("ExplicitMF",), ("random", "average"), (0.05,), 3, ("unpopular",))
+    assert _check_demo(build_parser().parse_args(["demo", "--no-poison"]))["poison"] is None

@@ -1,8 +1,8 @@
 """The poisoning experiment (issue 16, "Experiment"): config checks, the records of a tiny run on
 ML-100K, the JSON round trip, the report, the poisoned logs and the ``advrec run poison`` command.
 
-One tiny run (UserKNN, two attacks, one size, 3 targets: about a second) is shared by the tests
-that read records."""
+One tiny run (UserKNN, two attacks, one size, 3 targets per pool: about a second) is shared by the
+tests that read records."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,8 @@ import pytest
 import advrec.data as D
 from advrec.cli import main
 from advrec.experiments import poison_report as R
-from advrec.experiments.poison import (ATTACKS, CONTROL, EXPOSURE, PoisonConfig, draw_targets, fake_profiles,
-                                       mean_profile_length, run_poison)
+from advrec.experiments.poison import (ATTACKS, CONTROL, EXPOSURE, POOLS, PoisonConfig, draw_targets,
+                                       fake_profiles, mean_profile_length, run_poison)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,8 @@ def train():
     (dict(n_targets=0), "n_targets"), (dict(n_targets=True), "n_targets"),
     (dict(unpopular_share=0.0), "unpopular_share"), (dict(unpopular_share=float("nan")), "unpopular_share"),
     (dict(attacks=("random", "shuffle")), "attacks"), (dict(attacks=()), "attacks"),
-    (dict(attacks=("random", "random")), "attacks"),
+    (dict(attacks=("random", "random")), "attacks"), (dict(target_pools=()), "target_pools"),
+    (dict(target_pools=("popular",)), "target_pools"), (dict(target_pools=("all", "all")), "target_pools"),
     (dict(sizes=(0.0,)), "sizes"), (dict(sizes=(1.0,)), "sizes"), (dict(sizes=(0.05, 0.05)), "sizes"),
     (dict(sizes=()), "sizes"), (dict(filler=0), "filler"), (dict(filler=2.5), "filler"),
     (dict(victims=("BPR-MF",)), "victims"), (dict(victims=()), "victims"),
@@ -53,7 +54,8 @@ def test_defaults_and_quick_are_valid():
     quick.validate()
     assert (quick.seeds, quick.n_targets, quick.attacks, quick.sizes, quick.victims) == \
         ((0,), 3, ("random", "average"), (0.05,), ("UserKNN",))
-    assert PoisonConfig().attacks == ATTACKS and PoisonConfig().sizes == (0.01, 0.03, 0.05, 0.10)
+    assert PoisonConfig().attacks == ATTACKS and PoisonConfig().sizes == (0.01, 0.02, 0.03, 0.05, 0.10)
+    assert PoisonConfig().target_pools == POOLS == ("unpopular", "all") and quick.target_pools == POOLS
 
 
 # ----------------------------------------------------------------------------- the steps
@@ -67,6 +69,14 @@ def test_targets_come_from_the_least_rated_fifth(train):
     assert np.array_equal(targets, draw_targets(train, 5, 0.2, seed=3)[0])
     with pytest.raises(ValueError, match="^n_targets"):
         draw_targets(train, 10_000, 0.2, seed=0)
+
+
+def test_the_all_pool_draws_from_every_rated_item(train):
+    counts = train.item_counts()
+    targets, pool_max = draw_targets(train, 200, 1.0, seed=3)
+    assert pool_max == counts.max() and (counts[targets] >= 1).all() and len(np.unique(targets)) == 200
+    # drawn uniformly over the rated items, not from the unpopular end: their median count is the pool's
+    assert abs(np.median(counts[targets]) - np.median(counts[counts > 0])) < 10
 
 
 def test_poisoned_logs_keep_the_real_rows_and_the_control_has_no_target(train):
@@ -100,22 +110,30 @@ def test_records_have_the_right_structure(tiny):
     cfg = tiny.config
     assert tiny.data.startswith("ml-100k") and tiny.provenance is not None and len(tiny.provenance.data_sha256) == 64
     (seed,) = tiny.seeds
-    assert seed.seed == 0 and len(seed.targets) == 3 == len(seed.target_ids) == len(seed.eligible)
-    assert seed.n_real_users == 943 and seed.filler == 85
-    assert all(0 < e <= 943 for e in seed.eligible) and all(1 <= c <= seed.pool_max_count for c in seed.target_counts)
-    victim = seed.victims["UserKNN"]
-    assert victim.settings == {"k": 20, "similarity": "pearson", "min_overlap": 1}
-    assert [(c.attack, c.size) for c in victim.cells] == [(a, 0.05) for a in cfg.attacks]
-    for rec in [victim.clean] + victim.cells:
-        assert list(rec.exposure) == list(EXPOSURE) and all(len(v) == 3 for v in rec.exposure.values())
-        assert all(0 <= h <= 1 for h in rec.exposure["HR@10"] + rec.exposure["HR@50"])
-        assert all(h10 <= h50 for h10, h50 in zip(rec.exposure["HR@10"], rec.exposure["HR@50"]))
-        assert all(1 <= r <= 1682 for r in rec.exposure["MeanRank"])
-        assert 0.5 < rec.rmse < 1.5 and rec.seconds > 0
-    average, control = victim.cell("average", 0.05), victim.cell(CONTROL, 0.05)
-    assert average.n_fake == control.n_fake == 47
-    assert min(average.shift) > 0.5            # fakes rating the target 5 are its only new raters
-    assert max(abs(s) for s in control.shift) < min(average.shift)
+    assert seed.seed == 0 and seed.n_real_users == 943 and seed.filler == 85
+    assert list(seed.pools) == ["unpopular", "all"] and EXPOSURE == ("HR@10", "HR@20", "HR@50", "MeanRank")
+    unpopular, everything = seed.pools["unpopular"], seed.pools["all"]
+    assert max(unpopular.target_counts) <= unpopular.pool_max_count < everything.pool_max_count
+    for pool in seed.pools.values():
+        assert len(pool.targets) == 3 == len(pool.target_ids) == len(pool.eligible) == len(pool.target_counts)
+        assert all(0 < e <= 943 for e in pool.eligible)
+        assert all(1 <= c <= pool.pool_max_count for c in pool.target_counts)
+        victim = pool.victims["UserKNN"]
+        assert victim.settings == {"k": 20, "similarity": "pearson", "min_overlap": 1}
+        assert [(c.attack, c.size) for c in victim.cells] == [(a, 0.05) for a in cfg.attacks]
+        for rec in [victim.clean] + victim.cells:
+            assert list(rec.exposure) == list(EXPOSURE) and all(len(v) == 3 for v in rec.exposure.values())
+            assert all(0 <= h <= 1 for h in rec.exposure["HR@10"] + rec.exposure["HR@50"])
+            assert all(h10 <= h20 <= h50 for h10, h20, h50 in zip(*(rec.exposure[f"HR@{k}"] for k in (10, 20, 50))))
+            assert all(1 <= r <= 1682 for r in rec.exposure["MeanRank"])
+            assert 0.5 < rec.rmse < 1.5 and rec.seconds > 0
+        average, control = victim.cell("average", 0.05), victim.cell(CONTROL, 0.05)
+        assert average.n_fake == control.n_fake == 47
+        assert min(average.shift) > 0.3            # every fake user rates each target 5
+        assert max(abs(s) for s in control.shift) < min(average.shift)
+    # one clean fit per seed serves both pools
+    assert unpopular.victims["UserKNN"].clean.rmse == everything.victims["UserKNN"].clean.rmse
+    assert min(unpopular.victims["UserKNN"].cell("average", 0.05).shift) > 0.5   # the fakes are its main raters
 
 
 def test_json_round_trip_is_byte_identical(tiny):
@@ -133,10 +151,12 @@ def test_markdown_has_the_tables_and_the_provenance_line(tiny):
                     "## Prediction shift against attack size", "## Clean users' test RMSE",
                     "## Seconds per retraining", "## Acceptance"):
         assert heading in md, heading
-    assert re.search(r"^\| UserKNN +\| +average \| +47 \|", md, re.M)   # victim, attack, fake users
+    for pool in ("unpopular", "all"):   # pool, victim, attack, fake users
+        assert re.search(rf"^\| {pool} +\| +UserKNN +\| +average \| +47 \|", md, re.M), pool
     assert md.rstrip().splitlines()[-1].startswith("Run: advrec ")
     names = [c.name for c in R.acceptance(tiny)]
     assert any("control" in n for n in names) and any("rises with attack size" in n for n in names)
+    assert {n.split(" targets, ")[0] for n in names} == {"unpopular", "all"}   # every check per pool
 
 
 def test_same_seed_same_numbers():
@@ -144,22 +164,24 @@ def test_same_seed_same_numbers():
     a, b = run_poison(config), run_poison(config)
     strip = lambda r: [{**v.to_dict(), "clean": {**v.clean.to_dict(), "seconds": 0},  # noqa: E731
                         "cells": [{**c.to_dict(), "seconds": 0} for c in v.cells]}
-                       for s in r.seeds for v in s.victims.values()]
+                       for s in r.seeds for p in s.pools.values() for v in p.victims.values()]
     assert strip(a) == strip(b)
-    assert a.seeds[0].targets == b.seeds[0].targets
+    assert [p.targets for p in a.seeds[0].pools.values()] == [p.targets for p in b.seeds[0].pools.values()]
 
 
 # ----------------------------------------------------------------------------- the command
 
 def test_cli_run_poison_quick_writes_its_report(tmp_path, capsys):
     assert main(["run", "poison", "--quick", "--sizes", "0.02", "--n-targets", "2", "--attacks", "random",
-                 "--no-progress", "--out", str(tmp_path)]) == 0
+                 "--target-pools", "all", "--no-progress", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "advrec run poison" in out and "Attack x victim at 2% of the users" in out and "Acceptance" in out
     saved = json.loads((tmp_path / "poison.json").read_text())
     cfg = saved["config"]
-    assert (cfg["sizes"], cfg["n_targets"], cfg["attacks"], cfg["victims"], cfg["seeds"]) == \
-        ([0.02], 2, ["random"], ["UserKNN"], [0])
+    assert (cfg["sizes"], cfg["n_targets"], cfg["attacks"], cfg["victims"], cfg["seeds"], cfg["target_pools"]) == \
+        ([0.02], 2, ["random"], ["UserKNN"], [0], ["all"])
+    assert list(saved["seeds"][0]["pools"]) == ["all"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["hr50_UserKNN_all.png", "shift_UserKNN_all.png"]
     assert saved["provenance"]["data_sha256"] and saved["acceptance"]
     assert (tmp_path / "poison.md").read_text().startswith("# Poisoning on")
 
@@ -168,6 +190,7 @@ def test_cli_run_poison_quick_writes_its_report(tmp_path, capsys):
     (["--sizes", "0"], "--sizes"), (["--sizes", "nan"], "--sizes"), (["--victims", "BPR-MF"], "--victims"),
     (["--attacks", "nuke"], "--attacks"), (["--n-targets", "0"], "--n-targets"), (["--seeds", "1", "1"], "--seeds"),
     (["--epochs", "3"], "--epochs"), (["--features", "f.npy"], "--features"),
+    (["--target-pools", "popular"], "--target-pools"), (["--target-pools", "all", "all"], "--target-pools"),
 ])
 def test_cli_refuses_bad_poison_flags_in_one_line(argv, flag, capsys):
     assert main(["run", "poison", "--quick", "--no-progress"] + argv) == 2
@@ -178,6 +201,8 @@ def test_cli_refuses_bad_poison_flags_in_one_line(argv, flag, capsys):
 def test_cli_poison_flags_belong_to_poison(capsys):
     assert main(["run", "cat", "--sizes", "0.05"]) == 2
     assert "--sizes only applies to `advrec run poison`" in capsys.readouterr().err
+    assert main(["run", "amr", "--target-pools", "all"]) == 2
+    assert "--target-pools only applies to `advrec run poison`" in capsys.readouterr().err
 
 
 def test_cli_refuses_what_only_the_data_can_refuse(tmp_path, capsys):

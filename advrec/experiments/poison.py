@@ -4,19 +4,22 @@ measured on the targets and on the clean users, on ML-100K explicit ratings or y
 Per seed (the seed draws the split, the targets, the fake profiles and the victims' initialisation):
 
 * a random 80/20 split of the ratings (``ratio_split(order="random")``, per user);
-* ``n_targets`` targets drawn from the least rated ``unpopular_share`` (the bottom quintile) of the
-  training items that have at least one rating (ties in rating count broken at random);
-* for each attack and size (a fraction of the real users, ``floor(size * n_real)`` fake users),
+* per target pool, ``n_targets`` targets drawn from the training items that have at least one
+  rating: ``"unpopular"``, the least rated ``unpopular_share`` of them (the bottom quintile; ties
+  in rating count broken at random), and ``"all"``, all of them. Pushing an item nobody rates is
+  the attack the literature reports; pushing an ordinary item is what a seller would try, and
+  the two answer differently (the pools are measured and reported apart);
+* for each pool, attack and size (a fraction of the real users, ``floor(size * n_real)`` fake users),
   the fake profiles: ``random``, ``average`` and ``bandwagon`` push every target at once (each fake
   user rates every target r_max); ``control`` is the random attack's fake users (same seed, same
   filler items and ratings) with their target ratings removed: what injecting that many random
   users does to the targets without pushing them. Filler: the mean profile length of the real
   users, as a count (ML-100K, 80% split: 85 items; the bandwagon profile adds its 10 selected items);
 * each victim (``UserKNN``: Pearson, k = 20; ``ExplicitMF``: ALS, default settings, seeded with
-  the run's seed) fitted on the clean training log, then refitted from scratch with the same
+  the run's seed) fitted once on the clean training log, then refitted from scratch with the same
   settings on every poisoned log.
 
-Measured per (seed, victim, attack, size), per target: HR@10, HR@50 and mean rank of the target
+Measured per (seed, pool, victim, attack, size), per target: HR@10, HR@20, HR@50 and mean rank of the target
 over the real users who have not rated it (``target_exposure``), the prediction shift against the
 clean victim (``prediction_shift``), and, per cell, the clean users' test RMSE (predictions on
 the test pairs) and the seconds the refit took. ``poison_report`` aggregates the seeds.
@@ -52,9 +55,11 @@ VICTIMS: Dict[str, Callable[[int], Any]] = {
     "UserKNN": lambda seed: UserKNN(k=20, similarity="pearson"),
     "ExplicitMF": lambda seed: ExplicitMF(seed=seed),
 }
-KS = (10, 50)
+KS = (10, 20, 50)
 #: the per-target exposure measures, in record order
 EXPOSURE = tuple(f"HR@{k}" for k in KS) + ("MeanRank",)
+#: where the targets are drawn from: the least rated items, or every rated item
+POOLS = ("unpopular", "all")
 
 
 def _finite(v: Any) -> bool:
@@ -79,8 +84,9 @@ class PoisonConfig:
     seeds: Tuple[int, ...] = (0, 1, 2)
     n_targets: int = 5
     unpopular_share: float = 0.2
+    target_pools: Tuple[str, ...] = POOLS
     attacks: Tuple[str, ...] = ATTACKS
-    sizes: Tuple[float, ...] = (0.01, 0.03, 0.05, 0.10)
+    sizes: Tuple[float, ...] = (0.01, 0.02, 0.03, 0.05, 0.10)
     filler: Optional[int] = None
     victims: Tuple[str, ...] = ("UserKNN", "ExplicitMF")
     test_share: float = 0.2
@@ -89,7 +95,7 @@ class PoisonConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> "PoisonConfig":
-        """One seed, 3 targets, random and average at 5%, UserKNN only: seconds on 2 cores."""
+        """One seed, 3 targets per pool, random and average at 5%, UserKNN only: seconds on 2 cores."""
         base: Dict[str, Any] = dict(seeds=(0,), n_targets=3, attacks=("random", "average"), sizes=(0.05,),
                                     victims=("UserKNN",))
         base.update(overrides)
@@ -113,6 +119,7 @@ class PoisonConfig:
             raise ValueError(f"n_targets must be a positive int, got {self.n_targets!r}")
         if not _finite(self.unpopular_share) or not 0 < self.unpopular_share <= 1:
             raise ValueError(f"unpopular_share must be in (0, 1], got {self.unpopular_share!r}")
+        _names(self.target_pools, POOLS, "target_pools")
         _names(self.attacks, ATTACKS, "attacks")
         sizes = tuple(self.sizes) if isinstance(self.sizes, (tuple, list)) else ()
         if not sizes or any(not _finite(s) or not 0 < s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
@@ -137,8 +144,9 @@ def _exposure_to_dict(e: Mapping[str, List[float]]) -> Dict[str, List[float]]:
 
 @dataclass(frozen=True)
 class CleanRecord:
-    """The victim fitted on the clean log: per-target exposure (``HR@10``, ``HR@50``,
-    ``MeanRank`` -> one value per target), the clean users' test RMSE and the fit's seconds."""
+    """The victim fitted on the clean log: per-target exposure (``EXPOSURE`` -> one value per
+    target), the clean users' test RMSE and the fit's seconds. One clean fit serves every pool,
+    so its RMSE and seconds repeat in each pool's record."""
 
     exposure: Dict[str, List[float]]
     rmse: float
@@ -179,8 +187,8 @@ class CellRecord:
 
 @dataclass(frozen=True)
 class VictimRecord:
-    """One victim on one seed: its settings (``model.config()``, the same for every fit), the
-    clean fit and every (attack, size) cell in run order."""
+    """One victim on one seed's targets of one pool: its settings (``model.config()``, the same
+    for every fit), the clean fit and every (attack, size) cell in run order."""
 
     settings: Dict[str, Any]
     clean: CleanRecord
@@ -202,32 +210,47 @@ class VictimRecord:
 
 
 @dataclass(frozen=True)
-class PoisonSeed:
-    """Everything one seed measured: the targets (item indices, their raw ids, their training
-    rating counts, the real users eligible per target), the real users, the filler count per
-    profile and the most training ratings an item of the unpopular pool has, and each victim."""
+class PoolRecord:
+    """The targets one pool gave a seed (item indices, their raw ids, their training rating
+    counts, the real users eligible per target), the most training ratings an item of the pool
+    has, and each victim measured on those targets."""
 
-    seed: int
     targets: List[int]
     target_ids: List[Any]
     target_counts: List[int]
     eligible: List[int]
-    n_real_users: int
-    filler: int
     pool_max_count: int
     victims: Dict[str, VictimRecord]
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"seed": self.seed, "targets": list(self.targets), "target_ids": list(self.target_ids),
+        return {"targets": list(self.targets), "target_ids": list(self.target_ids),
                 "target_counts": list(self.target_counts), "eligible": list(self.eligible),
-                "n_real_users": self.n_real_users, "filler": self.filler, "pool_max_count": self.pool_max_count,
-                "victims": {k: v.to_dict() for k, v in self.victims.items()}}
+                "pool_max_count": self.pool_max_count, "victims": {k: v.to_dict() for k, v in self.victims.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PoolRecord":
+        return cls(list(d["targets"]), list(d["target_ids"]), list(d["target_counts"]), list(d["eligible"]),
+                   d["pool_max_count"], {k: VictimRecord.from_dict(v) for k, v in d["victims"].items()})
+
+
+@dataclass(frozen=True)
+class PoisonSeed:
+    """Everything one seed measured: the real users, the filler count per profile, and each
+    target pool's record (``pools[name]``, in the config's order)."""
+
+    seed: int
+    n_real_users: int
+    filler: int
+    pools: Dict[str, PoolRecord]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"seed": self.seed, "n_real_users": self.n_real_users, "filler": self.filler,
+                "pools": {k: p.to_dict() for k, p in self.pools.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PoisonSeed":
-        return cls(d["seed"], list(d["targets"]), list(d["target_ids"]), list(d["target_counts"]),
-                   list(d["eligible"]), d["n_real_users"], d["filler"], d["pool_max_count"],
-                   {k: VictimRecord.from_dict(v) for k, v in d["victims"].items()})
+        return cls(d["seed"], d["n_real_users"], d["filler"],
+                   {k: PoolRecord.from_dict(p) for k, p in d["pools"].items()})
 
 
 @dataclass(frozen=True)
@@ -295,6 +318,11 @@ def draw_targets(train: Interactions, n: int, share: float, seed: int) -> Tuple[
     return np.sort(rng.choice(pool, size=n, replace=False)), int(counts[pool].max())
 
 
+def pool_share(config: PoisonConfig, pool: str) -> float:
+    """The share of the rated items (least rated first) that ``pool`` draws its targets from."""
+    return config.unpopular_share if pool == "unpopular" else 1.0
+
+
 def fake_profiles(attack: str, train: Interactions, targets: np.ndarray, size: float, filler: int,
                   seed: int) -> Interactions:
     """The fake users' rows of ``attack`` (``ATTACKS``) at ``size``: ``CONTROL`` is the random
@@ -331,66 +359,79 @@ def _progress_bar(total: int, show: bool):
 
 @dataclass(frozen=True)
 class _SeedData:
-    """One seed's split and targets, drawn before any fit so bad settings fail at once."""
+    """One seed's split and each pool's targets (with the pool's largest rating count), drawn
+    before any fit so bad settings fail at once."""
 
     seed: int
     train: Interactions
     test: Interactions
-    targets: np.ndarray
-    pool_max: int
+    targets: Dict[str, Tuple[np.ndarray, int]]
 
 
 def _prepare(config: PoisonConfig, inter: Interactions, seed: int) -> _SeedData:
     split = D.ratio_split(inter, (1 - config.test_share, config.test_share), order="random", seed=seed)
-    targets, pool_max = draw_targets(split.train, config.n_targets, config.unpopular_share, seed)
+    targets = {pool: draw_targets(split.train, config.n_targets, pool_share(config, pool), seed)
+               for pool in config.target_pools}
     for size in config.sizes:
         if math.floor(size * split.train.n_users) < 1:
             raise ValueError(f"sizes: {size:g} of {split.train.n_users} real users is no fake user")
-    return _SeedData(seed, split.train, split.test, targets, pool_max)
+    return _SeedData(seed, split.train, split.test, targets)
 
 
-def _run_seed(config: PoisonConfig, data: _SeedData, bar: Any) -> PoisonSeed:
-    seed, train, test, targets = data.seed, data.train, data.test, data.targets
+def _run_pool(config: PoisonConfig, data: _SeedData, targets: np.ndarray, pool_max: int, filler: int,
+              clean: Mapping[str, Tuple[Any, float, float]], bar: Any) -> PoolRecord:
+    """Every victim, attack and size on one pool's targets; ``clean[victim]``: the clean fit, its
+    seconds and its test RMSE (one per seed, shared by the pools)."""
+    seed, train, test = data.seed, data.train, data.test
     n_real = train.n_users
-    filler = config.filler if config.filler is not None else mean_profile_length(train)
     logs = {(a, s): D.inject(train, fake_profiles(a, train, targets, s, filler, seed))
             for a in config.attacks for s in config.sizes}
     victims: Dict[str, VictimRecord] = {}
     eligible: List[int] = []
     for name in config.victims:
-        clean, seconds = _fit(name, train, seed)
-        exposure, eligible = _exposure(clean, train, targets, n_real)
-        record = CleanRecord(exposure, _rmse(clean, test), seconds)
+        model0, seconds0, rmse0 = clean[name]
+        exposure, eligible = _exposure(model0, train, targets, n_real)
         cells = []
         for (attack, size), log in logs.items():
             model, seconds = _fit(name, log, seed)
-            shift = prediction_shift(clean, model, train, targets).per_target
+            shift = prediction_shift(model0, model, train, targets).per_target
             cells.append(CellRecord(attack, float(size), int(log.n_users - n_real),
                                     _exposure(model, log, targets, n_real)[0], [float(v) for v in shift],
                                     _rmse(model, test), seconds))
             bar.update(1)
-        settings = {k: v for k, v in clean.config().items() if k not in ("n_users", "n_items")}  # sizes, not settings
-        victims[name] = VictimRecord(settings, record, cells)
-    return PoisonSeed(seed, [int(t) for t in targets], np.asarray(train.item_ids)[targets].tolist(),
-                      [int(c) for c in train.item_counts()[targets]], eligible, int(n_real), int(filler),
-                      data.pool_max, victims)
+        settings = {k: v for k, v in model0.config().items() if k not in ("n_users", "n_items")}  # sizes, not settings
+        victims[name] = VictimRecord(settings, CleanRecord(exposure, rmse0, seconds0), cells)
+    return PoolRecord([int(t) for t in targets], np.asarray(train.item_ids)[targets].tolist(),
+                      [int(c) for c in train.item_counts()[targets]], eligible, pool_max, victims)
+
+
+def _run_seed(config: PoisonConfig, data: _SeedData, bar: Any) -> PoisonSeed:
+    train = data.train
+    filler = config.filler if config.filler is not None else mean_profile_length(train)
+    clean = {}
+    for name in config.victims:
+        model, seconds = _fit(name, train, data.seed)
+        clean[name] = (model, seconds, _rmse(model, data.test))
+    pools = {pool: _run_pool(config, data, targets, pool_max, filler, clean, bar)
+             for pool, (targets, pool_max) in data.targets.items()}
+    return PoisonSeed(data.seed, int(train.n_users), int(filler), pools)
 
 
 def run_poison(config: Optional[PoisonConfig] = None) -> PoisonResult:
-    """Run every seed, victim, attack and size of ``config``."""
+    """Run every seed, target pool, victim, attack and size of ``config``."""
     config = config or PoisonConfig()
     config.validate()
     start = time.perf_counter()
     inter, source = explicit_interactions(config)
     prepared = [_prepare(config, inter, seed) for seed in config.seeds]
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
-    total = len(config.seeds) * len(config.victims) * len(config.attacks) * len(config.sizes)
+    total = len(config.seeds) * len(config.target_pools) * len(config.victims) * len(config.attacks) * len(config.sizes)
     with _progress_bar(total, show) as bar:
         seeds = [_run_seed(config, data, bar) for data in prepared]
     return PoisonResult(config=config, data=source, seeds=seeds, seconds=time.perf_counter() - start,
                         provenance=collect(inter))
 
 
-__all__ = ["ATTACKS", "PUSH_ATTACKS", "CONTROL", "VICTIMS", "KS", "EXPOSURE", "PoisonConfig", "CleanRecord",
-           "CellRecord", "VictimRecord", "PoisonSeed", "PoisonResult", "explicit_interactions",
-           "mean_profile_length", "draw_targets", "fake_profiles", "run_poison"]
+__all__ = ["ATTACKS", "PUSH_ATTACKS", "CONTROL", "VICTIMS", "KS", "EXPOSURE", "POOLS", "PoisonConfig", "CleanRecord",
+           "CellRecord", "VictimRecord", "PoolRecord", "PoisonSeed", "PoisonResult", "explicit_interactions",
+           "mean_profile_length", "draw_targets", "pool_share", "fake_profiles", "run_poison"]

@@ -1,7 +1,7 @@
-"""The poisoning report: per-seed records of ``poison.run_poison`` aggregated over seeds into the
-attack x victim table, target HR@50 and prediction shift against attack size, the clean users'
-RMSE change, the seconds per retraining and the issue's acceptance checks; as terminal text,
-Markdown, JSON and PNG figures.
+"""The poisoning report: per-seed records of ``poison.run_poison`` aggregated over seeds, per target
+pool (unpopular, all), into the attack x victim table, target HR@50 and prediction shift against
+attack size, the clean users' RMSE change, the seconds per retraining and the issue's acceptance
+checks; as terminal text, Markdown, JSON and PNG figures.
 
 Every number is first the mean over a seed's targets, then the mean ± sample standard deviation
 of those over seeds. "before" is the victim fitted on the clean log, "after" the same victim
@@ -24,7 +24,7 @@ from .report_files import ReportFiles
 #: the attack x victim table's size unless the config names one: the largest size up to this
 TABLE_SIZE_MAX = 0.05
 #: what a measure is called in the tables
-LABELS = {"HR@10": "HR@10", "HR@50": "HR@50", "MeanRank": "mean rank", "shift": "pred. shift",
+LABELS = {"HR@10": "HR@10", "HR@20": "HR@20", "HR@50": "HR@50", "MeanRank": "mean rank", "shift": "pred. shift",
           "rmse": "test RMSE", "seconds": "s / fit"}
 
 
@@ -44,17 +44,22 @@ def table_size(result: PoisonResult) -> float:
     return small[-1] if small else sizes(result)[0]
 
 
+def pools(result: PoisonResult) -> List[str]:
+    """The target pools, in the config's order."""
+    return list(result.config.target_pools)
+
+
 def _target_mean(values: Sequence[float]) -> float:
     v = np.asarray(values, dtype=np.float64)
     return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
 
-def clean_values(result: PoisonResult, victim: str, measure: str) -> np.ndarray:
-    """Per seed, the clean victim's ``measure`` (an exposure measure, ``rmse``, ``seconds``;
-    ``shift`` is 0 by definition), exposure averaged over the targets."""
+def clean_values(result: PoisonResult, pool: str, victim: str, measure: str) -> np.ndarray:
+    """Per seed, the clean victim's ``measure`` on ``pool``'s targets (an exposure measure,
+    ``rmse``, ``seconds``; ``shift`` is 0 by definition), exposure averaged over the targets."""
     out = []
     for s in result.seeds:
-        rec = s.victims[victim].clean
+        rec = s.pools[pool].victims[victim].clean
         if measure == "shift":
             out.append(0.0)
         elif measure in ("rmse", "seconds"):
@@ -64,12 +69,12 @@ def clean_values(result: PoisonResult, victim: str, measure: str) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def cell_values(result: PoisonResult, victim: str, attack: str, size: float, measure: str) -> np.ndarray:
-    """Per seed, ``measure`` of one cell (an exposure measure or ``shift``: the mean over the
-    targets; ``rmse``, ``seconds``: the cell's)."""
+def cell_values(result: PoisonResult, pool: str, victim: str, attack: str, size: float, measure: str) -> np.ndarray:
+    """Per seed, ``measure`` of one cell on ``pool``'s targets (an exposure measure or ``shift``:
+    the mean over the targets; ``rmse``, ``seconds``: the cell's)."""
     out = []
     for s in result.seeds:
-        cell = s.victims[victim].cell(attack, size)
+        cell = s.pools[pool].victims[victim].cell(attack, size)
         if measure == "shift":
             out.append(_target_mean(cell.shift))
         elif measure in ("rmse", "seconds"):
@@ -91,8 +96,8 @@ def _pct(size: float) -> str:
     return f"{100 * size:g}%"
 
 
-def _n_fake(result: PoisonResult, victim: str, attack: str, size: float) -> str:
-    counts = sorted({s.victims[victim].cell(attack, size).n_fake for s in result.seeds})
+def _n_fake(result: PoisonResult, pool: str, victim: str, attack: str, size: float) -> str:
+    counts = sorted({s.pools[pool].victims[victim].cell(attack, size).n_fake for s in result.seeds})
     return "/".join(str(c) for c in counts)
 
 
@@ -100,61 +105,70 @@ def _push(result: PoisonResult) -> List[str]:
     return [a for a in result.config.attacks if a in PUSH_ATTACKS]
 
 
+def _rows(result: PoisonResult):
+    """(pool, victim, attack) in table order: pool, then victim, then attack."""
+    for pool in pools(result):
+        for victim in result.config.victims:
+            for attack in result.config.attacks:
+                yield pool, victim, attack
+
+
 # ----------------------------------------------------------------------------- tables
 
 def attack_table(result: PoisonResult, size: Optional[float] = None) -> List[Dict[str, object]]:
-    """Per victim and attack at ``size`` (default ``table_size``): target HR@10, HR@50 and mean
-    rank before (clean victim) and after (refitted on the poisoned log), and the prediction shift."""
+    """Per target pool, victim and attack at ``size`` (default ``table_size``): target HR@10,
+    HR@50 and mean rank before (clean victim) and after (refitted on the poisoned log), and the
+    prediction shift."""
     size = table_size(result) if size is None else size
     rows = []
-    for victim in result.config.victims:
-        for attack in result.config.attacks:
-            row: Dict[str, object] = {"victim": victim, "attack": attack,
-                                      "fake users": _n_fake(result, victim, attack, size)}
-            for m in ("HR@10", "HR@50", "MeanRank"):
-                digits = 1 if m == "MeanRank" else 4
-                row[f"{LABELS[m]} before"] = _cell(clean_values(result, victim, m), digits)
-                row[f"{LABELS[m]} after"] = _cell(cell_values(result, victim, attack, size, m), digits)
-            row[LABELS["shift"]] = _cell(cell_values(result, victim, attack, size, "shift"), 4, sign=True)
-            rows.append(row)
+    for pool, victim, attack in _rows(result):
+        row: Dict[str, object] = {"targets": pool, "victim": victim, "attack": attack,
+                                  "fake users": _n_fake(result, pool, victim, attack, size)}
+        for m in ("HR@10", "HR@50", "MeanRank"):
+            digits = 1 if m == "MeanRank" else 4
+            row[f"{LABELS[m]} before"] = _cell(clean_values(result, pool, victim, m), digits)
+            row[f"{LABELS[m]} after"] = _cell(cell_values(result, pool, victim, attack, size, m), digits)
+        row[LABELS["shift"]] = _cell(cell_values(result, pool, victim, attack, size, "shift"), 4, sign=True)
+        rows.append(row)
     return rows
 
 
 def size_table(result: PoisonResult, measure: str) -> List[Dict[str, object]]:
-    """``measure`` (``HR@50``, ``shift``, ...) per victim and attack against attack size, the
+    """``measure`` (``HR@50``, ``shift``, ...) per pool, victim and attack against attack size, the
     clean victim as size 0%."""
     rows = []
-    for victim in result.config.victims:
-        for attack in result.config.attacks:
-            row: Dict[str, object] = {"victim": victim, "attack": attack,
-                                      "0% (clean)": _cell(clean_values(result, victim, measure))}
-            for s in sizes(result):
-                row[_pct(s)] = _cell(cell_values(result, victim, attack, s, measure), 4, sign=measure == "shift")
-            rows.append(row)
+    for pool, victim, attack in _rows(result):
+        row: Dict[str, object] = {"targets": pool, "victim": victim, "attack": attack,
+                                  "0% (clean)": _cell(clean_values(result, pool, victim, measure))}
+        for s in sizes(result):
+            row[_pct(s)] = _cell(cell_values(result, pool, victim, attack, s, measure), 4, sign=measure == "shift")
+        rows.append(row)
     return rows
 
 
 def rmse_table(result: PoisonResult) -> List[Dict[str, object]]:
-    """The clean users' test RMSE of the clean victim and its change (after - before) per attack
-    and size: an attack that wrecks every prediction is not stealthy."""
+    """The clean users' test RMSE of the clean victim and its change (after - before) per pool,
+    attack and size: an attack that wrecks every prediction is not stealthy."""
     rows = []
-    for victim in result.config.victims:
-        before = clean_values(result, victim, "rmse")
-        for attack in result.config.attacks:
-            row: Dict[str, object] = {"victim": victim, "attack": attack, "RMSE clean": _cell(before)}
-            for s in sizes(result):
-                row[f"Δ at {_pct(s)}"] = _cell(cell_values(result, victim, attack, s, "rmse") - before, 4, sign=True)
-            rows.append(row)
+    for pool, victim, attack in _rows(result):
+        before = clean_values(result, pool, victim, "rmse")
+        row: Dict[str, object] = {"targets": pool, "victim": victim, "attack": attack, "RMSE clean": _cell(before)}
+        for s in sizes(result):
+            row[f"Δ at {_pct(s)}"] = _cell(cell_values(result, pool, victim, attack, s, "rmse") - before, 4, sign=True)
+        rows.append(row)
     return rows
 
 
 def timing_table(result: PoisonResult) -> List[Dict[str, object]]:
-    """Seconds per fit of each victim: the clean fit, and the refits on the poisoned logs (mean ±
-    std over every cell and seed), with how many refits ran and their total."""
+    """Seconds per fit of each victim: the clean fit (one per seed), and the refits on the
+    poisoned logs (mean ± std over every cell, pool and seed), with how many refits ran and their
+    total."""
     rows = []
+    first = pools(result)[0]
     for victim in result.config.victims:
-        refits = np.asarray([c.seconds for s in result.seeds for c in s.victims[victim].cells], dtype=np.float64)
-        rows.append({"victim": victim, "clean fit s": _cell(clean_values(result, victim, "seconds"), 3),
+        refits = np.asarray([c.seconds for s in result.seeds for p in s.pools.values()
+                             for c in p.victims[victim].cells], dtype=np.float64)
+        rows.append({"victim": victim, "clean fit s": _cell(clean_values(result, first, victim, "seconds"), 3),
                      "refit s": _cell(refits, 3), "refits": len(refits), "refits total s": f"{refits.sum():.1f}"})
     return rows
 
@@ -171,8 +185,8 @@ def _rises(seq: Sequence[float]) -> bool:
 
 
 def acceptance(result: PoisonResult) -> List[Check]:
-    """Issue 16's checks on the seed means (a check whose attack or victim was not run is left
-    out):
+    """Issue 16's checks on the seed means, for each target pool (a check whose attack or victim
+    was not run is left out):
 
     * UserKNN at the table size: the average attack's prediction shift exceeds the random attack's;
     * every push attack, per victim: prediction shift and HR@50 never fall as the size grows (from
@@ -184,40 +198,50 @@ def acceptance(result: PoisonResult) -> List[Check]:
     checks: List[Check] = []
     size = table_size(result)
     victims, attacks = result.config.victims, result.config.attacks
-    if "UserKNN" in victims and {"average", "random"} <= set(attacks):
-        avg, rnd = (float(cell_values(result, "UserKNN", a, size, "shift").mean()) for a in ("average", "random"))
-        checks.append(Check(f"UserKNN at {_pct(size)}: average attack's prediction shift > random attack's",
-                            avg > rnd, f"{avg:+.4f} vs {rnd:+.4f}",
-                            "average > random (Mobasher et al. 2007)"))
     steps = [0.0] + sizes(result)
-    for victim in victims:
-        for attack in _push(result):
-            for measure in ("shift", "HR@50"):
-                seq = [float(clean_values(result, victim, measure).mean())]
-                seq += [float(cell_values(result, victim, attack, s, measure).mean()) for s in sizes(result)]
-                checks.append(Check(f"{victim}, {attack}: {LABELS[measure]} rises with attack size",
-                                    _rises(seq), f"{_seq(seq)} at {', '.join(_pct(s) for s in steps)}",
-                                    "non-decreasing from clean (0%) to every size, last > clean"))
-    if CONTROL in attacks:
-        users = float(np.mean([np.mean(s.eligible) for s in result.seeds]))
-        floor = 1.0 / users
+    for pool in pools(result):
+        head = f"{pool} targets, "
+        if "UserKNN" in victims and {"average", "random"} <= set(attacks):
+            avg, rnd = (float(cell_values(result, pool, "UserKNN", a, size, "shift").mean())
+                        for a in ("average", "random"))
+            checks.append(Check(f"{head}UserKNN at {_pct(size)}: average attack's prediction shift > random attack's",
+                                avg > rnd, f"{avg:+.4f} vs {rnd:+.4f}", "average > random (Mobasher et al. 2007)"))
         for victim in victims:
-            before = clean_values(result, victim, "HR@50")
-            parts, holds = [], True
-            for s in sizes(result):
-                change = cell_values(result, victim, CONTROL, s, "HR@50") - before
-                std = float(mean_std(change)[1])
-                band = max(2 * std if math.isfinite(std) else 0.0, floor)
-                mean = float(change.mean())
-                holds &= abs(mean) <= band
-                parts.append(f"{_pct(s)}: {mean:+.4f} (band {band:.4f})")
-            checks.append(Check(f"{victim}, control (random profiles, no target): HR@50 within noise",
-                                bool(holds), "; ".join(parts),
-                                f"abs(Δ HR@50) <= max(2 std over seeds, 1/{users:.0f} = one user per target)"))
+            for attack in _push(result):
+                for measure in ("shift", "HR@50"):
+                    seq = [float(clean_values(result, pool, victim, measure).mean())]
+                    seq += [float(cell_values(result, pool, victim, attack, s, measure).mean()) for s in sizes(result)]
+                    checks.append(Check(f"{head}{victim}, {attack}: {LABELS[measure]} rises with attack size",
+                                        _rises(seq), f"{_seq(seq)} at {', '.join(_pct(s) for s in steps)}",
+                                        "non-decreasing from clean (0%) to every size, last > clean"))
+        if CONTROL in attacks:
+            users = float(np.mean([np.mean(s.pools[pool].eligible) for s in result.seeds]))
+            floor = 1.0 / users
+            for victim in victims:
+                before = clean_values(result, pool, victim, "HR@50")
+                parts, holds = [], True
+                for s in sizes(result):
+                    change = cell_values(result, pool, victim, CONTROL, s, "HR@50") - before
+                    std = float(mean_std(change)[1])
+                    band = max(2 * std if math.isfinite(std) else 0.0, floor)
+                    mean = float(change.mean())
+                    holds &= abs(mean) <= band
+                    parts.append(f"{_pct(s)}: {mean:+.4f} (band {band:.4f})")
+                checks.append(Check(f"{head}{victim}, control (random profiles, no target): HR@50 within noise",
+                                    bool(holds), "; ".join(parts),
+                                    f"abs(Δ HR@50) <= max(2 std over seeds, 1/{users:.0f} = one user per target)"))
     return checks
 
 
 # ----------------------------------------------------------------------------- text
+
+def _pool_line(result: PoisonResult, pool: str) -> str:
+    cfg = result.config
+    counts = [c for s in result.seeds for c in s.pools[pool].target_counts]
+    where = (f"the least rated {cfg.unpopular_share:g} of the rated training items" if pool == "unpopular"
+             else "all rated training items")
+    return f"{pool}: {cfg.n_targets} targets from {where} ({min(counts)} to {max(counts)} training ratings each)"
+
 
 def render_text(result: PoisonResult, markdown: bool = False, checks: Optional[Sequence[Check]] = None) -> str:
     """Every table of the report as terminal text (or Markdown); ``checks``: the acceptance to
@@ -226,21 +250,20 @@ def render_text(result: PoisonResult, markdown: bool = False, checks: Optional[S
     head = (lambda t: f"## {t}") if markdown else (lambda t: f"{t}\n{'-' * len(t)}")
     table = lambda rows, columns=None: format_table(rows, columns, markdown=markdown)  # noqa: E731
     first = result.seeds[0]
-    counts = [c for s in result.seeds for c in s.target_counts]
+    some = first.pools[pools(result)[0]].victims[cfg.victims[0]]
     size = table_size(result)
-    fakes = ", ".join(f"{_pct(s)} = {first.victims[cfg.victims[0]].cell(cfg.attacks[0], s).n_fake}"
-                      for s in sizes(result))
+    fakes = ", ".join(f"{_pct(s)} = {some.cell(cfg.attacks[0], s).n_fake}" for s in sizes(result))
     setup = [
-        f"Per seed a random {1 - cfg.test_share:g}/{cfg.test_share:g} split of the ratings; {cfg.n_targets} targets "
-        f"drawn from the least rated {cfg.unpopular_share:g} of the rated training items ({min(counts)} to "
-        f"{max(counts)} training ratings each); every fake user rates every target r_max (push).",
+        f"Per seed a random {1 - cfg.test_share:g}/{cfg.test_share:g} split of the ratings and targets drawn from "
+        f"each pool ({'; '.join(_pool_line(result, p) for p in pools(result))}); every fake user rates every "
+        "target r_max (push).",
         f"{first.n_real_users} real users; fake users per size: {fakes}.",
         f"Filler: {first.filler} items per profile"
         + (" (the real users' mean profile length)" if cfg.filler is None else "")
         + ("; bandwagon adds its 10 most rated items." if "bandwagon" in cfg.attacks else "."),
         f"{CONTROL}: the random attack's fake users without their target ratings." if CONTROL in cfg.attacks else "",
-        "Victims refitted from scratch on every poisoned log with the clean fit's settings "
-        f"({'; '.join(f'{v} {first.victims[v].settings}' for v in cfg.victims)}).",
+        "Victims fitted once on the clean log, then refitted from scratch on every poisoned log with the same "
+        f"settings ({'; '.join(f'{v} {rec.settings}' for v, rec in _victims(result))}).",
         "Target measures over the real users who have not rated the target, averaged over targets; mean ± std "
         f"over {len(result.seeds)} seed(s) {[s.seed for s in result.seeds]}. Run took {result.seconds / 60:.1f} min.",
     ]
@@ -248,8 +271,8 @@ def render_text(result: PoisonResult, markdown: bool = False, checks: Optional[S
         f"Data: {result.data}.",
         " ".join(p for p in setup if p),
         head(f"Attack x victim at {_pct(size)} of the users"),
-        "before: the clean victim; after: refitted on the poisoned log; pred. shift: poisoned minus clean "
-        "predicted rating of the targets.",
+        "targets: the pool the targets were drawn from; before: the clean victim; after: refitted on the poisoned "
+        "log; pred. shift: poisoned minus clean predicted rating of the targets.",
         table(attack_table(result)),
         head("Target HR@50 against attack size"),
         table(size_table(result, "HR@50")),
@@ -268,6 +291,12 @@ def render_text(result: PoisonResult, markdown: bool = False, checks: Optional[S
     return "\n\n".join(parts)
 
 
+def _victims(result: PoisonResult):
+    """(name, record) of each victim on the first seed's first pool (its settings are every fit's)."""
+    first = result.seeds[0].pools[pools(result)[0]]
+    return [(v, first.victims[v]) for v in result.config.victims]
+
+
 def render_markdown(result: PoisonResult) -> str:
     return render_text(result, markdown=True)
 
@@ -275,22 +304,24 @@ def render_markdown(result: PoisonResult) -> str:
 # ----------------------------------------------------------------------------- figures
 
 def figures(result: PoisonResult, out: Path) -> List[Path]:
-    """Per victim: target HR@50 and prediction shift against attack size, one line per attack
-    (mean over seeds, ± std band with several seeds), size 0 the clean victim."""
+    """Per pool and victim: target HR@50 and prediction shift against attack size, one line per
+    attack (mean over seeds, ± std band with several seeds), size 0 the clean victim."""
     out, files = Path(out), []
     x = [0.0] + [100 * s for s in sizes(result)]
     several = len(result.seeds) > 1
-    for victim in result.config.victims:
-        for measure, stem in (("HR@50", "hr50"), ("shift", "shift")):
-            series = {}
-            for attack in result.config.attacks:
-                per_seed = np.column_stack([clean_values(result, victim, measure)]
-                                           + [cell_values(result, victim, attack, s, measure) for s in sizes(result)])
-                mean, std = mean_std(per_seed)
-                series[attack] = (x, mean, std if several else None)
-            files.append(curves(out / f"{stem}_{victim}.png", series,
-                                title=f"{victim}: target {LABELS[measure]} against attack size",
-                                xlabel="fake users (% of real users)", ylabel=f"target {LABELS[measure]}"))
+    for pool in pools(result):
+        for victim in result.config.victims:
+            for measure, stem in (("HR@50", "hr50"), ("shift", "shift")):
+                series = {}
+                for attack in result.config.attacks:
+                    per_seed = np.column_stack([clean_values(result, pool, victim, measure)]
+                                               + [cell_values(result, pool, victim, attack, s, measure)
+                                                  for s in sizes(result)])
+                    mean, std = mean_std(per_seed)
+                    series[attack] = (x, mean, std if several else None)
+                files.append(curves(out / f"{stem}_{victim}_{pool}.png", series,
+                                    title=f"{victim}, {pool} targets: {LABELS[measure]} against attack size",
+                                    xlabel="fake users (% of real users)", ylabel=f"target {LABELS[measure]}"))
     return files
 
 
@@ -305,7 +336,7 @@ result_from_json = FILES.result_from_json
 checks_from_json = FILES.checks_from_json
 
 
-__all__: Sequence[str] = ("acceptance", "sizes", "table_size", "clean_values", "cell_values", "attack_table",
+__all__: Sequence[str] = ("acceptance", "sizes", "table_size", "pools", "clean_values", "cell_values", "attack_table",
                           "size_table", "rmse_table", "timing_table", "render_text", "render_markdown", "figures",
                           "report_payload", "report_json", "report_markdown", "write_report", "result_from_json",
                           "checks_from_json")
