@@ -10,6 +10,7 @@ from .base import BATCH_KEYS, NEG_KEY, POS_KEY, SEQ_KEY, USER_KEY, Batch, Delta,
 from .capabilities import CAPABILITIES, ClosedFormAMR, DeltaGradient, FromConfig, L2Penalty, SequenceEncoder
 from .fm import FM
 from .knn import ItemKNN, UserKNN
+from .lightgcn import LightGCN
 from .mf import MF
 from .pop import Pop
 from .random import Random
@@ -19,12 +20,12 @@ from .sasrec import SASRec
 from .sequential import SequentialRecommender
 from .vbpr import DUIF, VBPR
 
-for _cls in (MF, Pop, FM, Random, VBPR, DUIF, SASRec, GRU4Rec, ExplicitMF):
+for _cls in (MF, Pop, FM, Random, VBPR, DUIF, SASRec, GRU4Rec, ExplicitMF, LightGCN):
     _register_builtin(_cls)
 del _cls, _register_builtin
 
 __all__ = ["Recommender", "MF", "Pop", "FM", "Random", "VBPR", "DUIF", "SASRec", "GRU4Rec",
-           "ExplicitMF", "UserKNN", "ItemKNN",
+           "ExplicitMF", "UserKNN", "ItemKNN", "LightGCN",
            "SequentialRecommender", "MODELS", "ModelRegistry", "register_model", "find_model",
            "qualified_name", "check_users", "seeded", "Batch", "Delta", "USER_KEY", "POS_KEY", "NEG_KEY", "SEQ_KEY",
            "BATCH_KEYS", "CAPABILITIES", "L2Penalty", "DeltaGradient", "ClosedFormAMR", "SequenceEncoder",
