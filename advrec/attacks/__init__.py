@@ -9,9 +9,12 @@ own ball of radius ``eps``, so attacking MF's two tables moves a (user, item) pa
 ``sqrt(2) * eps`` (``docs/models.md``).
 
 Poisoning: hand-crafted shilling attacks (``shilling``) build fake user profiles from the training
-log; ``advrec.data.inject`` appends them (``docs/poisoning.md``).
+log; optimised attacks (``poisoning``: PGA and SGLD, Li et al. 2016) fit them to a white-box
+``ExplicitMF`` by differentiating its ALS training; ``advrec.data.inject`` appends them
+(``docs/poisoning.md``).
 """
 from .embedding import BIM, FGSM, PGD, Attack, RandomNoise
+from .poisoning import OptimisedAttack, PGAAttack, PoisonRun, SGLDAttack, UnrolledALS
 from .shilling import (AverageAttack, BandwagonAttack, LoveHateAttack, RandomAttack, ReverseBandwagonAttack,
                        SegmentAttack, ShillingAttack)
 from .step import NORMS, normalized_step, perturb_step, project, random_in_ball, random_on_sphere
@@ -21,4 +24,4 @@ __all__ = ["Attack", "FGSM", "BIM", "PGD", "RandomNoise", "NORMS", "perturb_step
            "project", "random_in_ball", "random_on_sphere",
            "POSITIONS", "Substitution", "substitution_columns", "substitute_items", "item_pools", "target_items",
            "ShillingAttack", "RandomAttack", "AverageAttack", "BandwagonAttack", "SegmentAttack", "LoveHateAttack",
-           "ReverseBandwagonAttack"]
+           "ReverseBandwagonAttack", "OptimisedAttack", "PGAAttack", "SGLDAttack", "PoisonRun", "UnrolledALS"]
