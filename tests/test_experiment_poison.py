@@ -5,6 +5,7 @@ One tiny run (UserKNN, two attacks, one size, 3 targets per pool: about a second
 tests that read records."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -14,7 +15,11 @@ import pytest
 import advrec.data as D
 from advrec.cli import main
 from advrec.experiments import poison_report as R
-from advrec.experiments.poison import (ATTACKS, CONTROL, EXPOSURE, POOLS, PoisonConfig, draw_targets,
+import advrec.experiments.poison as P
+from advrec.attacks.poisoning import PGAAttack
+from advrec.attacks.shilling import RandomAttack
+from advrec.models import ExplicitMF
+from advrec.experiments.poison import (ALL_ATTACKS, ATTACKS, CONTROL, EXPOSURE, POOLS, PoisonConfig, draw_targets,
                                        fake_profiles, mean_profile_length, run_poison)
 
 
@@ -46,6 +51,27 @@ def train():
 def test_config_errors_name_the_field(overrides, field):
     with pytest.raises(ValueError, match=f"^{field} "):
         PoisonConfig(**overrides).validate()
+
+
+def test_optimised_attacks_are_selectable_but_never_by_default():
+    assert ALL_ATTACKS == ATTACKS + ("pga", "sgld")
+    PoisonConfig(attacks=("random", "pga", "sgld")).validate()
+    PoisonConfig.quick(attacks=("pga",)).validate()
+    assert not {"pga", "sgld"} & (set(PoisonConfig().attacks) | set(PoisonConfig.quick().attacks))
+
+
+def test_optimised_attacks_are_crafted_on_the_experiments_own_victim(train, monkeypatch):
+    seen = {}
+
+    def record(**kwargs):
+        seen.update(kwargs)
+        return RandomAttack(**{k: v for k, v in kwargs.items() if k not in ("victim", "progress")})
+
+    monkeypatch.setitem(P.PUSH_ATTACKS, "pga", record)
+    targets, _ = draw_targets(train, 2, 0.2, seed=4)
+    fake_profiles("pga", train, targets, 0.01, 10, seed=4)
+    assert isinstance(seen["victim"], ExplicitMF) and seen["seed"] == 4
+    assert seen["victim"].config() == P.VICTIMS["ExplicitMF"](4).config() and seen["victim"].config()["seed"] == 4
 
 
 def test_defaults_and_quick_are_valid():
@@ -214,3 +240,58 @@ def test_cli_refuses_what_only_the_data_can_refuse(tmp_path, capsys):
     assert main(["run", "poison", "--quick", "--no-progress", "--data", str(implicit)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "--data" in err[-1] and "explicit ratings" in err[-1]
+
+
+# ----------------------------------------------------------------------------- optimised attacks
+
+@pytest.fixture(scope="module")
+def with_pga():
+    """PGA next to the random attack on both victims: 1 seed, unpopular pool, 1%, 2 targets, and
+    PGA cut to 1 + 2 steps (the config has no attack knobs; the experiment's 3 + 6 take ~20 s)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(P.PUSH_ATTACKS, "pga", functools.partial(PGAAttack, steps=1, refine_steps=2))
+        return run_poison(PoisonConfig(seeds=(0,), n_targets=2, target_pools=("unpopular",),
+                                       attacks=("random", "pga"), sizes=(0.01,), progress=False))
+
+
+def test_pga_run_has_the_transfer_table_and_its_check(with_pga):
+    (row,) = R.transfer_table(with_pga)
+    assert (row["targets"], row["attack"], row["crafted on"]) == ("unpopular", "pga", "ExplicitMF")
+    assert list(row)[3:] == ["pred. shift ExplicitMF", "pred. shift UserKNN", "HR@50 ExplicitMF", "HR@50 UserKNN"]
+    victims = with_pga.seeds[0].pools["unpopular"].victims
+    assert row["pred. shift ExplicitMF"] == f"{np.mean(victims['ExplicitMF'].cell('pga', 0.01).shift):+.4f}"
+    assert row["pred. shift UserKNN"] == f"{np.mean(victims['UserKNN'].cell('pga', 0.01).shift):+.4f}"
+    (check,) = [c for c in R.acceptance(with_pga) if "PGA" in c.name]
+    assert check.name.startswith("unpopular targets, ExplicitMF at 1%") and "random" in check.detail
+    assert check.passed is True       # white box: it beats the random attack on its own victim
+    md = R.report_markdown(with_pga)
+    assert "## Transfer of the optimised attacks at 1% of the users" in md and "crafted white box" in md
+    text = R.report_json(with_pga)
+    assert R.report_json(R.result_from_json(json.loads(text))) == text
+
+
+def test_runs_without_optimised_attacks_have_no_transfer_table(tiny):
+    assert R.transfer_table(tiny) == [] and "Transfer" not in R.report_markdown(tiny)
+    assert not any("PGA" in c.name for c in R.acceptance(tiny))
+
+
+@pytest.mark.parametrize("where", ["", "optimised"])
+def test_committed_report_round_trips_byte_identical(where):
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "results" / "poison" / where
+    text = (folder / "poison.json").read_text()
+    saved = json.loads(text)
+    result = R.result_from_json(saved)
+    assert R.report_json(result).rstrip() == text.rstrip()
+    assert R.report_markdown(result).rstrip() == (folder / "poison.md").read_text().rstrip()
+
+
+def test_cli_poison_name_lists_may_be_comma_separated(capsys):
+    # parsed, then refused on a later field: --attacks and --victims passed their checks
+    assert main(["run", "poison", "--no-progress", "--attacks", "random,pga", "sgld", "--victims",
+                 "UserKNN,ExplicitMF", "--sizes", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--sizes" in err and "--attacks" not in err
+    assert main(["run", "poison", "--no-progress", "--attacks", "random,nuke"]) == 2
+    assert "--attacks" in capsys.readouterr().err

@@ -11,7 +11,10 @@ Per seed (the seed draws the split, the targets, the fake profiles and the victi
   the two answer differently (the pools are measured and reported apart);
 * for each pool, attack and size (a fraction of the real users, ``floor(size * n_real)`` fake users),
   the fake profiles: ``random``, ``average`` and ``bandwagon`` push every target at once (each fake
-  user rates every target r_max); ``control`` is the random attack's fake users (same seed, same
+  user rates every target r_max); ``pga`` and ``sgld`` (``advrec.attacks.poisoning``, asked for
+  by name: not in the defaults) do too, their filler ratings optimised white box against
+  ``ExplicitMF`` with the run's own settings and seed; the same poisoned log is then scored on
+  UserKNN as well: the grey-box transfer; ``control`` is the random attack's fake users (same seed, same
   filler items and ratings) with their target ratings removed: what injecting that many random
   users does to the targets without pushing them. Filler: the mean profile length of the real
   users, as a count (ML-100K, 80% split: 85 items; the bandwagon profile adds its 10 selected items);
@@ -36,6 +39,7 @@ import numpy as np
 
 from .._checks import seed_arg
 from .. import data as D
+from ..attacks.poisoning import PGAAttack, SGLDAttack
 from ..attacks.shilling import AverageAttack, BandwagonAttack, RandomAttack, ShillingAttack
 from ..data.datasets import FORMATS
 from ..data.interactions import Interactions
@@ -44,12 +48,23 @@ from ..models import ExplicitMF, UserKNN
 from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import config_from_dict, number, numbers
 
-#: the push attacks, by the name the config and the report use
-PUSH_ATTACKS: Dict[str, Callable[..., ShillingAttack]] = {
+#: the hand-crafted push attacks, by the name the config and the report use
+HAND_CRAFTED: Dict[str, Callable[..., ShillingAttack]] = {
     "random": RandomAttack, "average": AverageAttack, "bandwagon": BandwagonAttack}
+#: the optimised push attacks (``advrec.attacks.poisoning``): white box, crafted on the victim named
+#: in ``CRAFTED_ON`` with the run's own settings and seed, then scored on every victim of the run
+OPTIMISED: Dict[str, Callable[..., ShillingAttack]] = {"pga": PGAAttack, "sgld": SGLDAttack}
+#: optimised attack -> the victim it is crafted on (the others measure its transfer)
+CRAFTED_ON: Dict[str, str] = {"pga": "ExplicitMF", "sgld": "ExplicitMF"}
+#: every push attack
+PUSH_ATTACKS: Dict[str, Callable[..., ShillingAttack]] = {**HAND_CRAFTED, **OPTIMISED}
 #: fake users with the random attack's profiles and no target
 CONTROL = "control"
-ATTACKS = tuple(PUSH_ATTACKS) + (CONTROL,)
+#: the default attacks: the hand-crafted ones and the control (the optimised ones cost about 20 s
+#: per seed, size and pool on ML-100K: ask for them by name)
+ATTACKS = tuple(HAND_CRAFTED) + (CONTROL,)
+#: every attack a config may name
+ALL_ATTACKS = ATTACKS + tuple(OPTIMISED)
 #: victim name -> how to build it for a seed (the clean fit and every refit use the same settings)
 VICTIMS: Dict[str, Callable[[int], Any]] = {
     "UserKNN": lambda seed: UserKNN(k=20, similarity="pearson"),
@@ -120,7 +135,7 @@ class PoisonConfig:
         if not _finite(self.unpopular_share) or not 0 < self.unpopular_share <= 1:
             raise ValueError(f"unpopular_share must be in (0, 1], got {self.unpopular_share!r}")
         _names(self.target_pools, POOLS, "target_pools")
-        _names(self.attacks, ATTACKS, "attacks")
+        _names(self.attacks, ALL_ATTACKS, "attacks")
         sizes = tuple(self.sizes) if isinstance(self.sizes, (tuple, list)) else ()
         if not sizes or any(not _finite(s) or not 0 < s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
             raise ValueError(f"sizes must be distinct fractions of the real users in (0, 1), got {self.sizes!r}")
@@ -325,10 +340,15 @@ def pool_share(config: PoisonConfig, pool: str) -> float:
 
 def fake_profiles(attack: str, train: Interactions, targets: np.ndarray, size: float, filler: int,
                   seed: int) -> Interactions:
-    """The fake users' rows of ``attack`` (``ATTACKS``) at ``size``: ``CONTROL`` is the random
-    attack's rows with the targets' rows removed, so it differs from ``random`` only there."""
+    """The fake users' rows of ``attack`` (``ALL_ATTACKS``) at ``size``: ``CONTROL`` is the random
+    attack's rows with the targets' rows removed, so it differs from ``random`` only there. An
+    optimised attack (``OPTIMISED``) is white box: crafted on ``VICTIMS[CRAFTED_ON[attack]](seed)``,
+    the very settings and seed the experiment fits that victim with."""
     make = RandomAttack if attack == CONTROL else PUSH_ATTACKS[attack]
-    fake = make(targets=targets, n_fake=size, filler=filler, seed=seed)(train)
+    extra: Dict[str, Any] = {}
+    if attack in OPTIMISED:
+        extra = dict(victim=VICTIMS[CRAFTED_ON[attack]](seed), progress=False)
+    fake = make(targets=targets, n_fake=size, filler=filler, seed=seed, **extra)(train)
     return fake.subset(~np.isin(fake.item, targets)) if attack == CONTROL else fake
 
 
@@ -432,6 +452,6 @@ def run_poison(config: Optional[PoisonConfig] = None) -> PoisonResult:
                         provenance=collect(inter))
 
 
-__all__ = ["ATTACKS", "PUSH_ATTACKS", "CONTROL", "VICTIMS", "KS", "EXPOSURE", "POOLS", "PoisonConfig", "CleanRecord",
+__all__ = ["ATTACKS", "ALL_ATTACKS", "HAND_CRAFTED", "OPTIMISED", "CRAFTED_ON", "PUSH_ATTACKS", "CONTROL", "VICTIMS", "KS", "EXPOSURE", "POOLS", "PoisonConfig", "CleanRecord",
            "CellRecord", "VictimRecord", "PoolRecord", "PoisonSeed", "PoisonResult", "explicit_interactions",
            "mean_profile_length", "draw_targets", "pool_share", "fake_profiles", "run_poison"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..report import curves, format_table
 from ..report.aggregate import fmt_mean_std, mean_std
-from .poison import CONTROL, PUSH_ATTACKS, PoisonResult
+from .poison import CONTROL, CRAFTED_ON, HAND_CRAFTED, OPTIMISED, PUSH_ATTACKS, PoisonResult
 from .records import Check
 from .report_files import ReportFiles
 
@@ -159,6 +159,36 @@ def rmse_table(result: PoisonResult) -> List[Dict[str, object]]:
     return rows
 
 
+def _optimised(result: PoisonResult) -> List[str]:
+    return [a for a in result.config.attacks if a in OPTIMISED]
+
+
+#: the victims of the transfer table, in column order
+TRANSFER_VICTIMS = ("ExplicitMF", "UserKNN")
+
+
+def transfer_table(result: PoisonResult, size: Optional[float] = None) -> List[Dict[str, object]]:
+    """Per target pool and optimised attack at ``size`` (default ``table_size``): the victim it
+    was crafted on (white box) and, side by side, the prediction shift and HR@50 after on
+    ExplicitMF and on UserKNN (the same poisoned log: the victim it was not crafted on measures
+    the transfer); a victim the run did not fit is "—". Empty without optimised attacks."""
+    size = table_size(result) if size is None else size
+    rows = []
+    for pool in pools(result):
+        for attack in _optimised(result):
+            row: Dict[str, object] = {"targets": pool, "attack": attack, "crafted on": CRAFTED_ON[attack]}
+            for measure in ("shift", "HR@50"):
+                for victim in TRANSFER_VICTIMS:
+                    key = f"{LABELS[measure]} {victim}"
+                    if victim not in result.config.victims:
+                        row[key] = "—"
+                        continue
+                    row[key] = _cell(cell_values(result, pool, victim, attack, size, measure), 4,
+                                     sign=measure == "shift")
+            rows.append(row)
+    return rows
+
+
 def timing_table(result: PoisonResult) -> List[Dict[str, object]]:
     """Seconds per fit of each victim: the clean fit (one per seed), and the refits on the
     poisoned logs (mean ± std over every cell, pool and seed), with how many refits ran and their
@@ -189,6 +219,9 @@ def acceptance(result: PoisonResult) -> List[Check]:
     was not run is left out):
 
     * UserKNN at the table size: the average attack's prediction shift exceeds the random attack's;
+    * with ``pga`` in the run, ExplicitMF at the table size, unpopular targets only: PGA's
+      prediction shift exceeds the best hand-crafted attack's of the run (white box: it beats
+      them at the same budget on its own victim);
     * every push attack, per victim: prediction shift and HR@50 never fall as the size grows (from
       the clean victim, size 0) and end above the clean value;
     * the control, per victim: at every size, |mean over seeds of the change of HR@50| is within
@@ -214,6 +247,15 @@ def acceptance(result: PoisonResult) -> List[Check]:
                     checks.append(Check(f"{head}{victim}, {attack}: {LABELS[measure]} rises with attack size",
                                         _rises(seq), f"{_seq(seq)} at {', '.join(_pct(s) for s in steps)}",
                                         "non-decreasing from clean (0%) to every size, last > clean"))
+        hand = [a for a in attacks if a in HAND_CRAFTED]
+        if pool == "unpopular" and "pga" in attacks and "ExplicitMF" in victims and hand:
+            shifts = {a: float(cell_values(result, pool, "ExplicitMF", a, size, "shift").mean()) for a in hand}
+            best = max(shifts, key=lambda a: shifts[a])
+            pga = float(cell_values(result, pool, "ExplicitMF", "pga", size, "shift").mean())
+            checks.append(Check(f"{head}ExplicitMF at {_pct(size)}: PGA's prediction shift > the best hand-crafted "
+                                "attack's", pga > shifts[best], f"{pga:+.4f} vs {best} {shifts[best]:+.4f}",
+                                "the optimised attack beats the best hand-crafted attack at the same budget on its "
+                                "own victim (Li et al. 2016)"))
         if CONTROL in attacks:
             users = float(np.mean([np.mean(s.pools[pool].eligible) for s in result.seeds]))
             floor = 1.0 / users
@@ -262,6 +304,9 @@ def render_text(result: PoisonResult, markdown: bool = False, checks: Optional[S
         + (" (the real users' mean profile length)" if cfg.filler is None else "")
         + ("; bandwagon adds its 10 most rated items." if "bandwagon" in cfg.attacks else "."),
         f"{CONTROL}: the random attack's fake users without their target ratings." if CONTROL in cfg.attacks else "",
+        (f"{', '.join(_optimised(result))}: optimised fake profiles (Li et al. 2016), crafted white box on "
+         f"{', '.join(sorted({CRAFTED_ON[a] for a in _optimised(result)}))} with the run's settings and seed."
+         if _optimised(result) else ""),
         "Victims fitted once on the clean log, then refitted from scratch on every poisoned log with the same "
         f"settings ({'; '.join(f'{v} {rec.settings}' for v, rec in _victims(result))}).",
         "Target measures over the real users who have not rated the target, averaged over targets; mean ± std "
@@ -274,6 +319,10 @@ def render_text(result: PoisonResult, markdown: bool = False, checks: Optional[S
         "targets: the pool the targets were drawn from; before: the clean victim; after: refitted on the poisoned "
         "log; pred. shift: poisoned minus clean predicted rating of the targets.",
         table(attack_table(result)),
+        *([head(f"Transfer of the optimised attacks at {_pct(size)} of the users"),
+           "crafted on: the victim the attack was optimised against (white box, the run's own settings and seed); "
+           "the same poisoned log is scored on both victims: the other one measures the grey-box transfer.",
+           table(transfer_table(result))] if _optimised(result) else []),
         head("Target HR@50 against attack size"),
         table(size_table(result, "HR@50")),
         head("Prediction shift against attack size"),
@@ -337,6 +386,7 @@ checks_from_json = FILES.checks_from_json
 
 
 __all__: Sequence[str] = ("acceptance", "sizes", "table_size", "pools", "clean_values", "cell_values", "attack_table",
-                          "size_table", "rmse_table", "timing_table", "render_text", "render_markdown", "figures",
+                          "transfer_table", "TRANSFER_VICTIMS", "size_table", "rmse_table", "timing_table",
+                          "render_text", "render_markdown", "figures",
                           "report_payload", "report_json", "report_markdown", "write_report", "result_from_json",
                           "checks_from_json")
