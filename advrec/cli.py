@@ -608,7 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "SASRec and GRU4Rec with cascade-guided adversarial training and its "
                                      "baselines, under item substitution (Tan et al.) on ML-100K or your data; "
                                      "poison = shilling attacks (random, average, bandwagon, a no-target control) "
-                                     "against UserKNN and ExplicitMF retrained on the poisoned ratings")
+                                     "and optimised ones (PGA, SGLD, RevAdv) against UserKNN and ExplicitMF retrained "
+                                     "on the poisoned ratings and WRMF, BPR-MF and LightGCN on the same log as "
+                                     "implicit feedback")
     run.add_argument("experiment", choices=("amr", "cat", "poison"), help="which experiment")
     run.add_argument("--quick", action="store_true",
                      help="one seed and short phases (a few minutes); amr: short AMR training and curves, no "
@@ -634,15 +636,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cold-share", type=float, default=None,
                      help="share of test cases drawn cold in the cold-item split (0 skips it; default 0.05)")
     run.add_argument("--attacks", type=str, nargs="+", default=None, metavar="A",
-                     help="poison: random, average, bandwagon, control, pga and/or sgld, space- or comma-separated "
-                          "(default the first four; pga and sgld, optimised white box on ExplicitMF, cost about 20 s "
-                          "per seed, size and pool; --quick: random average)")
+                     help="poison: random, average, bandwagon, control, pga, sgld and/or revadv, space- or "
+                          "comma-separated (default the first four; pga and sgld, optimised white box on ExplicitMF, "
+                          "and revadv, on WRMF, cost 20 s to a minute per seed, size and pool; --quick: random "
+                          "average)")
     run.add_argument("--sizes", type=float, nargs="+", default=None, metavar="F",
                      help="poison: attack sizes as fractions of the real users (default 0.01 0.02 0.03 0.05 0.1; "
                           "--quick: 0.05)")
     run.add_argument("--victims", type=str, nargs="+", default=None, metavar="V",
-                     help="poison: UserKNN and/or ExplicitMF, space- or comma-separated (default both; --quick: "
-                          "UserKNN)")
+                     help="poison: UserKNN, ExplicitMF, WRMF, BPR-MF and/or LightGCN, space- or comma-separated "
+                          "(default all five; --quick: UserKNN)")
     run.add_argument("--n-targets", type=int, default=None,
                      help="poison: target items drawn from each pool (default 5; --quick: 3)")
     run.add_argument("--target-pools", type=str, nargs="+", default=None, metavar="P",

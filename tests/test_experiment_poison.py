@@ -17,8 +17,9 @@ from advrec.cli import main
 from advrec.experiments import poison_report as R
 import advrec.experiments.poison as P
 from advrec.attacks.poisoning import PGAAttack
+from advrec.attacks.revadv import RevAdvAttack
 from advrec.attacks.shilling import RandomAttack
-from advrec.models import ExplicitMF
+from advrec.models import WRMF, ExplicitMF
 from advrec.experiments.poison import (ALL_ATTACKS, ATTACKS, CONTROL, EXPOSURE, POOLS, PoisonConfig, draw_targets,
                                        fake_profiles, mean_profile_length, run_poison)
 
@@ -44,7 +45,7 @@ def train():
     (dict(target_pools=("popular",)), "target_pools"), (dict(target_pools=("all", "all")), "target_pools"),
     (dict(sizes=(0.0,)), "sizes"), (dict(sizes=(1.0,)), "sizes"), (dict(sizes=(0.05, 0.05)), "sizes"),
     (dict(sizes=()), "sizes"), (dict(filler=0), "filler"), (dict(filler=2.5), "filler"),
-    (dict(victims=("BPR-MF",)), "victims"), (dict(victims=()), "victims"),
+    (dict(victims=("SVD++",)), "victims"), (dict(victims=()), "victims"),
     (dict(test_share=1.0), "test_share"), (dict(table_size=0.2), "table_size"),
     (dict(data_format="xml"), "data_format"), (dict(progress="yes"), "progress"),
 ])
@@ -54,10 +55,10 @@ def test_config_errors_name_the_field(overrides, field):
 
 
 def test_optimised_attacks_are_selectable_but_never_by_default():
-    assert ALL_ATTACKS == ATTACKS + ("pga", "sgld")
-    PoisonConfig(attacks=("random", "pga", "sgld")).validate()
+    assert ALL_ATTACKS == ATTACKS + ("pga", "sgld", "revadv")
+    PoisonConfig(attacks=("random", "pga", "sgld", "revadv")).validate()
     PoisonConfig.quick(attacks=("pga",)).validate()
-    assert not {"pga", "sgld"} & (set(PoisonConfig().attacks) | set(PoisonConfig.quick().attacks))
+    assert not {"pga", "sgld", "revadv"} & (set(PoisonConfig().attacks) | set(PoisonConfig.quick().attacks))
 
 
 def test_optimised_attacks_are_crafted_on_the_experiments_own_victim(train, monkeypatch):
@@ -71,7 +72,7 @@ def test_optimised_attacks_are_crafted_on_the_experiments_own_victim(train, monk
     targets, _ = draw_targets(train, 2, 0.2, seed=4)
     fake_profiles("pga", train, targets, 0.01, 10, seed=4)
     assert isinstance(seen["victim"], ExplicitMF) and seen["seed"] == 4
-    assert seen["victim"].config() == P.VICTIMS["ExplicitMF"](4).config() and seen["victim"].config()["seed"] == 4
+    assert seen["victim"].config() == P.WHITE_BOX["ExplicitMF"](4).config() and seen["victim"].config()["seed"] == 4
 
 
 def test_defaults_and_quick_are_valid():
@@ -152,7 +153,7 @@ def test_records_have_the_right_structure(tiny):
             assert all(0 <= h <= 1 for h in rec.exposure["HR@10"] + rec.exposure["HR@50"])
             assert all(h10 <= h20 <= h50 for h10, h20, h50 in zip(*(rec.exposure[f"HR@{k}"] for k in (10, 20, 50))))
             assert all(1 <= r <= 1682 for r in rec.exposure["MeanRank"])
-            assert 0.5 < rec.rmse < 1.5 and rec.seconds > 0
+            assert 0.5 < rec.rmse < 1.5 and 0.05 < rec.ndcg < 0.6 and rec.seconds > 0
         average, control = victim.cell("average", 0.05), victim.cell(CONTROL, 0.05)
         assert average.n_fake == control.n_fake == 47
         assert min(average.shift) > 0.3            # every fake user rates each target 5
@@ -174,7 +175,8 @@ def test_markdown_has_the_tables_and_the_provenance_line(tiny):
     md = R.report_markdown(tiny)
     assert md.startswith("# Poisoning on ml-100k")
     for heading in ("## Attack x victim at 5% of the users", "## Target HR@50 against attack size",
-                    "## Prediction shift against attack size", "## Clean users' test RMSE",
+                    "## Prediction shift against attack size", "## Clean users' test nDCG@10",
+                    "## Clean users' test RMSE",
                     "## Seconds per retraining", "## Acceptance"):
         assert heading in md, heading
     for pool in ("unpopular", "all"):   # pool, victim, attack, fake users
@@ -213,7 +215,7 @@ def test_cli_run_poison_quick_writes_its_report(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, flag", [
-    (["--sizes", "0"], "--sizes"), (["--sizes", "nan"], "--sizes"), (["--victims", "BPR-MF"], "--victims"),
+    (["--sizes", "0"], "--sizes"), (["--sizes", "nan"], "--sizes"), (["--victims", "SVD++"], "--victims"),
     (["--attacks", "nuke"], "--attacks"), (["--n-targets", "0"], "--n-targets"), (["--seeds", "1", "1"], "--seeds"),
     (["--epochs", "3"], "--epochs"), (["--features", "f.npy"], "--features"),
     (["--target-pools", "popular"], "--target-pools"), (["--target-pools", "all", "all"], "--target-pools"),
@@ -251,17 +253,18 @@ def with_pga():
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(P.PUSH_ATTACKS, "pga", functools.partial(PGAAttack, steps=1, refine_steps=2))
         return run_poison(PoisonConfig(seeds=(0,), n_targets=2, target_pools=("unpopular",),
-                                       attacks=("random", "pga"), sizes=(0.01,), progress=False))
+                                       attacks=("random", "pga"), sizes=(0.01,), victims=("UserKNN", "ExplicitMF"),
+                                       progress=False))
 
 
 def test_pga_run_has_the_transfer_table_and_its_check(with_pga):
     (row,) = R.transfer_table(with_pga)
     assert (row["targets"], row["attack"], row["crafted on"]) == ("unpopular", "pga", "ExplicitMF")
-    assert list(row)[3:] == ["pred. shift ExplicitMF", "pred. shift UserKNN", "HR@50 ExplicitMF", "HR@50 UserKNN"]
+    assert list(row)[3:] == ["HR@50 UserKNN", "HR@50 ExplicitMF", "pred. shift UserKNN", "pred. shift ExplicitMF"]
     victims = with_pga.seeds[0].pools["unpopular"].victims
     assert row["pred. shift ExplicitMF"] == f"{np.mean(victims['ExplicitMF'].cell('pga', 0.01).shift):+.4f}"
     assert row["pred. shift UserKNN"] == f"{np.mean(victims['UserKNN'].cell('pga', 0.01).shift):+.4f}"
-    (check,) = [c for c in R.acceptance(with_pga) if "PGA" in c.name]
+    (check,) = [c for c in R.acceptance(with_pga) if "pga's" in c.name]
     assert check.name.startswith("unpopular targets, ExplicitMF at 1%") and "random" in check.detail
     assert check.passed is True       # white box: it beats the random attack on its own victim
     md = R.report_markdown(with_pga)
@@ -272,7 +275,7 @@ def test_pga_run_has_the_transfer_table_and_its_check(with_pga):
 
 def test_runs_without_optimised_attacks_have_no_transfer_table(tiny):
     assert R.transfer_table(tiny) == [] and "Transfer" not in R.report_markdown(tiny)
-    assert not any("PGA" in c.name for c in R.acceptance(tiny))
+    assert not any("hand-crafted" in c.name for c in R.acceptance(tiny))
 
 
 @pytest.mark.parametrize("where", ["", "optimised"])
@@ -295,3 +298,53 @@ def test_cli_poison_name_lists_may_be_comma_separated(capsys):
     assert "--sizes" in err and "--attacks" not in err
     assert main(["run", "poison", "--no-progress", "--attacks", "random,nuke"]) == 2
     assert "--attacks" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- implicit victims
+
+@pytest.fixture(scope="module")
+def implicit_run():
+    """RevAdv (cut to 2 outer steps) and the random attack against WRMF, with UserKNN beside it:
+    1 seed, unpopular pool, 1%, 2 targets."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(P.PUSH_ATTACKS, "revadv", functools.partial(RevAdvAttack, steps=2))
+        return run_poison(PoisonConfig(seeds=(0,), n_targets=2, target_pools=("unpopular",),
+                                       attacks=("random", "revadv"), sizes=(0.01,), victims=("UserKNN", "WRMF"),
+                                       progress=False))
+
+
+def test_implicit_victims_take_every_attack_and_explicit_ones_only_rated_profiles(implicit_run):
+    victims = implicit_run.seeds[0].pools["unpopular"].victims
+    assert [c.attack for c in victims["WRMF"].cells] == ["random", "revadv"]
+    assert [c.attack for c in victims["UserKNN"].cells] == ["random"]      # revadv's profiles have no ratings
+    wrmf = victims["WRMF"]
+    assert wrmf.settings == {k: v for k, v in WRMF(seed=0).config().items() if k not in ("n_users", "n_items")}
+    for rec in [wrmf.clean] + wrmf.cells:
+        assert np.isnan(rec.rmse) and 0.05 < rec.ndcg < 0.6
+    for cell in wrmf.cells:
+        assert cell.n_fake == 9 and all(np.isnan(v) for v in cell.shift)
+    # the implicit victim is fitted on the same log with every rating a positive: refit it here
+    train = D.ratio_split(D.load("ml-100k").interactions, (0.8, 0.2), order="random", seed=0).train
+    targets = np.asarray(implicit_run.seeds[0].pools["unpopular"].targets)
+    log = D.inject(train, fake_profiles("random", train, targets, 0.01, 85, seed=0))
+    model = WRMF(seed=0).fit(P.implicit_log(log), progress=False)
+    hr = R.cell_values(implicit_run, "unpopular", "WRMF", "random", 0.01, "HR@50")
+    assert hr[0] == pytest.approx(np.mean(P.target_exposure(model, log, targets, k=50,
+                                                             real_users=train.n_users).per_target["HR@50"]))
+
+
+def test_implicit_report_marks_what_was_not_measured(implicit_run):
+    (row,) = R.transfer_table(implicit_run)
+    assert (row["attack"], row["crafted on"], row["HR@50 UserKNN"], row["pred. shift UserKNN"]) == \
+        ("revadv", "WRMF", "—", "—")
+    assert "pred. shift WRMF" not in row and row["HR@50 WRMF"] != "—"
+    table = {(r["victim"], r["attack"]): r for r in R.attack_table(implicit_run)}
+    assert ("UserKNN", "revadv") not in table and table["WRMF", "random"]["pred. shift"] == "—"
+    (check,) = [c for c in R.acceptance(implicit_run) if "revadv's" in c.name]
+    assert check.name.startswith("unpopular targets, WRMF at 1%: revadv's HR@50") and "random" in check.detail
+    names = [c.name for c in R.acceptance(implicit_run)]
+    assert not any("WRMF" in n and "pred. shift" in n for n in names)
+    md = R.report_markdown(implicit_run)
+    assert "## Clean users' test nDCG@10" in md and "implicit victims (WRMF)" in md
+    text = R.report_json(implicit_run)
+    assert R.report_json(R.result_from_json(json.loads(text))) == text

@@ -10,11 +10,13 @@ own ball of radius ``eps``, so attacking MF's two tables moves a (user, item) pa
 
 Poisoning: hand-crafted shilling attacks (``shilling``) build fake user profiles from the training
 log; optimised attacks (``poisoning``: PGA and SGLD, Li et al. 2016) fit them to a white-box
-``ExplicitMF`` by differentiating its ALS training; ``advrec.data.inject`` appends them
+``ExplicitMF`` by differentiating its ALS training; ``revadv``: RevAdv, Tang et al. 2020, on a
+white-box implicit ``WRMF``); ``advrec.data.inject`` appends them
 (``docs/poisoning.md``).
 """
 from .embedding import BIM, FGSM, PGD, Attack, RandomNoise
 from .poisoning import OptimisedAttack, PGAAttack, PoisonRun, SGLDAttack, UnrolledALS
+from .revadv import RevAdvAttack, RevAdvRun
 from .shilling import (AverageAttack, BandwagonAttack, LoveHateAttack, RandomAttack, ReverseBandwagonAttack,
                        SegmentAttack, ShillingAttack)
 from .step import NORMS, normalized_step, perturb_step, project, random_in_ball, random_on_sphere
@@ -24,4 +26,5 @@ __all__ = ["Attack", "FGSM", "BIM", "PGD", "RandomNoise", "NORMS", "perturb_step
            "project", "random_in_ball", "random_on_sphere",
            "POSITIONS", "Substitution", "substitution_columns", "substitute_items", "item_pools", "target_items",
            "ShillingAttack", "RandomAttack", "AverageAttack", "BandwagonAttack", "SegmentAttack", "LoveHateAttack",
-           "ReverseBandwagonAttack", "OptimisedAttack", "PGAAttack", "SGLDAttack", "PoisonRun", "UnrolledALS"]
+           "ReverseBandwagonAttack", "OptimisedAttack", "PGAAttack", "SGLDAttack", "PoisonRun", "UnrolledALS",
+           "RevAdvAttack", "RevAdvRun"]

@@ -40,36 +40,51 @@ import numpy as np
 from .._checks import seed_arg
 from .. import data as D
 from ..attacks.poisoning import PGAAttack, SGLDAttack
+from ..attacks.revadv import RevAdvAttack
 from ..attacks.shilling import AverageAttack, BandwagonAttack, RandomAttack, ShillingAttack
 from ..data.datasets import FORMATS
 from ..data.interactions import Interactions
+from ..evaluation import evaluate
 from ..evaluation.targets import prediction_shift, target_exposure
-from ..models import ExplicitMF, UserKNN
+from ..models import WRMF, ExplicitMF, UserKNN
+from .poison_victims import BPR_RECIPE, LIGHTGCN_RECIPE, fit_bpr_mf, fit_lightgcn, fit_wrmf
 from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import config_from_dict, number, numbers
 
 #: the hand-crafted push attacks, by the name the config and the report use
 HAND_CRAFTED: Dict[str, Callable[..., ShillingAttack]] = {
     "random": RandomAttack, "average": AverageAttack, "bandwagon": BandwagonAttack}
-#: the optimised push attacks (``advrec.attacks.poisoning``): white box, crafted on the victim named
-#: in ``CRAFTED_ON`` with the run's own settings and seed, then scored on every victim of the run
-OPTIMISED: Dict[str, Callable[..., ShillingAttack]] = {"pga": PGAAttack, "sgld": SGLDAttack}
+#: the optimised push attacks: white box, crafted on the victim named in ``CRAFTED_ON`` with the
+#: run's own settings and seed, then scored on every victim of the run that can take them
+OPTIMISED: Dict[str, Callable[..., ShillingAttack]] = {"pga": PGAAttack, "sgld": SGLDAttack, "revadv": RevAdvAttack}
 #: optimised attack -> the victim it is crafted on (the others measure its transfer)
-CRAFTED_ON: Dict[str, str] = {"pga": "ExplicitMF", "sgld": "ExplicitMF"}
+CRAFTED_ON: Dict[str, str] = {"pga": "ExplicitMF", "sgld": "ExplicitMF", "revadv": "WRMF"}
+#: attacks that craft implicit profiles (no ratings): scored on the implicit victims only
+IMPLICIT_ATTACKS = ("revadv",)
 #: every push attack
 PUSH_ATTACKS: Dict[str, Callable[..., ShillingAttack]] = {**HAND_CRAFTED, **OPTIMISED}
 #: fake users with the random attack's profiles and no target
 CONTROL = "control"
-#: the default attacks: the hand-crafted ones and the control (the optimised ones cost about 20 s
-#: per seed, size and pool on ML-100K: ask for them by name)
+#: the default attacks: the hand-crafted ones and the control (the optimised ones cost 20 s to a
+#: minute per seed, size and pool on ML-100K: ask for them by name)
 ATTACKS = tuple(HAND_CRAFTED) + (CONTROL,)
 #: every attack a config may name
 ALL_ATTACKS = ATTACKS + tuple(OPTIMISED)
-#: victim name -> how to build it for a seed (the clean fit and every refit use the same settings)
-VICTIMS: Dict[str, Callable[[int], Any]] = {
-    "UserKNN": lambda seed: UserKNN(k=20, similarity="pearson"),
-    "ExplicitMF": lambda seed: ExplicitMF(seed=seed),
+#: victim name -> how to fit it on a log for a seed (the clean fit and every refit use the same
+#: settings). The explicit victims predict ratings; the implicit ones (``IMPLICIT_VICTIMS``) are
+#: fitted on the same log with every rating a positive interaction.
+VICTIMS: Dict[str, Callable[[Interactions, int], Any]] = {
+    "UserKNN": lambda log, seed: UserKNN(k=20, similarity="pearson").fit(log),
+    "ExplicitMF": lambda log, seed: ExplicitMF(seed=seed).fit(log, progress=False),
+    "WRMF": fit_wrmf,
+    "BPR-MF": fit_bpr_mf,
+    "LightGCN": fit_lightgcn,
 }
+#: the victims trained on implicit feedback (no prediction shift, no RMSE: ranking measures only)
+IMPLICIT_VICTIMS = ("WRMF", "BPR-MF", "LightGCN")
+#: the white-box copy an optimised attack reads its victim's settings from, per seed
+WHITE_BOX: Dict[str, Callable[[int], Any]] = {"ExplicitMF": lambda seed: ExplicitMF(seed=seed),
+                                              "WRMF": lambda seed: WRMF(seed=seed)}
 KS = (10, 20, 50)
 #: the per-target exposure measures, in record order
 EXPOSURE = tuple(f"HR@{k}" for k in KS) + ("MeanRank",)
@@ -103,7 +118,7 @@ class PoisonConfig:
     attacks: Tuple[str, ...] = ATTACKS
     sizes: Tuple[float, ...] = (0.01, 0.02, 0.03, 0.05, 0.10)
     filler: Optional[int] = None
-    victims: Tuple[str, ...] = ("UserKNN", "ExplicitMF")
+    victims: Tuple[str, ...] = ("UserKNN", "ExplicitMF", "WRMF", "BPR-MF", "LightGCN")
     test_share: float = 0.2
     table_size: Optional[float] = None
     progress: Optional[bool] = None
@@ -160,26 +175,31 @@ def _exposure_to_dict(e: Mapping[str, List[float]]) -> Dict[str, List[float]]:
 @dataclass(frozen=True)
 class CleanRecord:
     """The victim fitted on the clean log: per-target exposure (``EXPOSURE`` -> one value per
-    target), the clean users' test RMSE and the fit's seconds. One clean fit serves every pool,
-    so its RMSE and seconds repeat in each pool's record."""
+    target), the clean users' test RMSE (NaN for an implicit victim) and nDCG@10, and the fit's
+    seconds. One clean fit serves every pool, so its accuracy and seconds repeat in each pool's
+    record."""
 
     exposure: Dict[str, List[float]]
     rmse: float
+    ndcg: float
     seconds: float
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"exposure": _exposure_to_dict(self.exposure), "rmse": self.rmse, "seconds": self.seconds}
+        return {"exposure": _exposure_to_dict(self.exposure), "rmse": self.rmse, "ndcg": self.ndcg,
+                "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CleanRecord":
-        return cls(_exposure_to_dict(d["exposure"]), d["rmse"], d["seconds"])
+        return cls(_exposure_to_dict(d["exposure"]), d["rmse"], d["ndcg"], d["seconds"])
 
 
 @dataclass(frozen=True)
 class CellRecord:
     """One attack at one size against one victim: the fake users injected, per-target exposure
     after the refit, per-target prediction shift (poisoned minus clean, mean over the real users
-    who have not rated the target), the clean users' test RMSE after, and the refit's seconds."""
+    who have not rated the target; NaN for an implicit victim, which predicts no rating), the
+    clean users' test RMSE (NaN for an implicit victim) and nDCG@10 after, and the refit's
+    seconds."""
 
     attack: str
     size: float
@@ -187,23 +207,25 @@ class CellRecord:
     exposure: Dict[str, List[float]]
     shift: List[float]
     rmse: float
+    ndcg: float
     seconds: float
 
     def to_dict(self) -> Dict[str, Any]:
         return {"attack": self.attack, "size": self.size, "n_fake": self.n_fake,
                 "exposure": _exposure_to_dict(self.exposure), "shift": list(self.shift), "rmse": self.rmse,
-                "seconds": self.seconds}
+                "ndcg": self.ndcg, "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CellRecord":
         return cls(d["attack"], d["size"], d["n_fake"], _exposure_to_dict(d["exposure"]), list(d["shift"]),
-                   d["rmse"], d["seconds"])
+                   d["rmse"], d["ndcg"], d["seconds"])
 
 
 @dataclass(frozen=True)
 class VictimRecord:
     """One victim on one seed's targets of one pool: its settings (``model.config()``, the same
-    for every fit), the clean fit and every (attack, size) cell in run order."""
+    for every fit), the clean fit and every (attack, size) cell in run order (an attack the
+    victim cannot take, ``applies``, has no cell)."""
 
     settings: Dict[str, Any]
     clean: CleanRecord
@@ -338,25 +360,42 @@ def pool_share(config: PoisonConfig, pool: str) -> float:
     return config.unpopular_share if pool == "unpopular" else 1.0
 
 
+def applies(attack: str, victim: str) -> bool:
+    """Whether ``victim`` can be fitted on ``attack``'s poisoned log: an implicit attack's
+    profiles have no ratings, so only the implicit victims take them."""
+    return attack not in IMPLICIT_ATTACKS or victim in IMPLICIT_VICTIMS
+
+
+def implicit_log(log: Interactions) -> Interactions:
+    """``log`` with its ratings dropped: every rating a positive interaction (what the implicit
+    victims train on)."""
+    return Interactions(log.user, log.item, None, log.timestamp, log.n_users, log.n_items, log.user_ids,
+                        log.item_ids)
+
+
 def fake_profiles(attack: str, train: Interactions, targets: np.ndarray, size: float, filler: int,
                   seed: int) -> Interactions:
     """The fake users' rows of ``attack`` (``ALL_ATTACKS``) at ``size``: ``CONTROL`` is the random
     attack's rows with the targets' rows removed, so it differs from ``random`` only there. An
-    optimised attack (``OPTIMISED``) is white box: crafted on ``VICTIMS[CRAFTED_ON[attack]](seed)``,
-    the very settings and seed the experiment fits that victim with."""
+    optimised attack (``OPTIMISED``) is white box: crafted on ``WHITE_BOX[CRAFTED_ON[attack]](seed)``,
+    the very settings and seed the experiment fits that victim with; an implicit one
+    (``IMPLICIT_ATTACKS``) on ``implicit_log(train)``, and its rows have no ratings."""
     make = RandomAttack if attack == CONTROL else PUSH_ATTACKS[attack]
     extra: Dict[str, Any] = {}
     if attack in OPTIMISED:
-        extra = dict(victim=VICTIMS[CRAFTED_ON[attack]](seed), progress=False)
-    fake = make(targets=targets, n_fake=size, filler=filler, seed=seed, **extra)(train)
+        extra = dict(victim=WHITE_BOX[CRAFTED_ON[attack]](seed), progress=False)
+    log = implicit_log(train) if attack in IMPLICIT_ATTACKS else train
+    fake = make(targets=targets, n_fake=size, filler=filler, seed=seed, **extra)(log)
     return fake.subset(~np.isin(fake.item, targets)) if attack == CONTROL else fake
 
 
 def _fit(victim: str, log: Interactions, seed: int) -> Tuple[Any, float]:
+    """Fit ``victim`` on ``log`` (its ratings dropped for an implicit victim): the model, seconds."""
+    if victim in IMPLICIT_VICTIMS and log.rating is not None:
+        log = implicit_log(log)
     start = time.perf_counter()
-    model = VICTIMS[victim](seed)
-    fitted = model.fit(log, progress=False) if isinstance(model, ExplicitMF) else model.fit(log)
-    return fitted, time.perf_counter() - start
+    model = VICTIMS[victim](log, seed)
+    return model, time.perf_counter() - start
 
 
 def _exposure(model: Any, log: Interactions, targets: np.ndarray, n_real: int) -> Tuple[Dict[str, List[float]],
@@ -365,10 +404,23 @@ def _exposure(model: Any, log: Interactions, targets: np.ndarray, n_real: int) -
     return {m: [float(v) for v in result.per_target[m]] for m in EXPOSURE}, [int(n) for n in result.n_users]
 
 
-def _rmse(model: Any, test: Interactions) -> float:
-    """RMSE of the model's predictions on the test pairs (every test user is real)."""
+def _rmse(victim: str, model: Any, test: Interactions) -> float:
+    """RMSE of the model's predictions on the test pairs (every test user is real); NaN for an
+    implicit victim."""
+    if victim in IMPLICIT_VICTIMS:
+        return float("nan")
     pred = np.asarray(model.predict(test.user, test.item), dtype=np.float64)
     return float(np.sqrt(np.mean((pred - test.rating.astype(np.float64)) ** 2)))
+
+
+def _ndcg(model: Any, train: Interactions, test: Interactions) -> float:
+    """The real users' nDCG@10 on their test items, ranked among every item they have no
+    training interaction with (the fake users' rows, past ``train.n_users``, are not evaluated)."""
+    n_users = int(model.n_users)
+    widen = lambda log: Interactions(log.user, log.item, None, None, n_users, log.n_items,  # noqa: E731
+                                     np.arange(n_users), log.item_ids)
+    result = evaluate(model, widen(test), exclude=widen(train), k=(10,), progress=False, auc=False)
+    return float(result.summary()["nDCG@10"])
 
 
 def _progress_bar(total: int, show: bool):
@@ -399,30 +451,50 @@ def _prepare(config: PoisonConfig, inter: Interactions, seed: int) -> _SeedData:
 
 
 def _run_pool(config: PoisonConfig, data: _SeedData, targets: np.ndarray, pool_max: int, filler: int,
-              clean: Mapping[str, Tuple[Any, float, float]], bar: Any) -> PoolRecord:
+              clean: Mapping[str, Tuple[Any, float, float, float]], bar: Any) -> PoolRecord:
     """Every victim, attack and size on one pool's targets; ``clean[victim]``: the clean fit, its
-    seconds and its test RMSE (one per seed, shared by the pools)."""
+    seconds, its test RMSE and nDCG@10 (one per seed, shared by the pools)."""
     seed, train, test = data.seed, data.train, data.test
     n_real = train.n_users
-    logs = {(a, s): D.inject(train, fake_profiles(a, train, targets, s, filler, seed))
-            for a in config.attacks for s in config.sizes}
+    logs = {}
+    for attack in config.attacks:
+        for size in config.sizes:
+            fake = fake_profiles(attack, train, targets, size, filler, seed)
+            base = implicit_log(train) if fake.rating is None else train
+            logs[attack, size] = D.inject(base, fake)
     victims: Dict[str, VictimRecord] = {}
     eligible: List[int] = []
     for name in config.victims:
-        model0, seconds0, rmse0 = clean[name]
+        model0, seconds0, rmse0, ndcg0 = clean[name]
         exposure, eligible = _exposure(model0, train, targets, n_real)
         cells = []
         for (attack, size), log in logs.items():
+            if not applies(attack, name):
+                continue
             model, seconds = _fit(name, log, seed)
-            shift = prediction_shift(model0, model, train, targets).per_target
+            shift = ([float("nan")] * len(targets) if name in IMPLICIT_VICTIMS
+                     else [float(v) for v in prediction_shift(model0, model, train, targets).per_target])
             cells.append(CellRecord(attack, float(size), int(log.n_users - n_real),
-                                    _exposure(model, log, targets, n_real)[0], [float(v) for v in shift],
-                                    _rmse(model, test), seconds))
+                                    _exposure(model, log, targets, n_real)[0], shift, _rmse(name, model, test),
+                                    _ndcg(model, train, test), seconds))
             bar.update(1)
-        settings = {k: v for k, v in model0.config().items() if k not in ("n_users", "n_items")}  # sizes, not settings
-        victims[name] = VictimRecord(settings, CleanRecord(exposure, rmse0, seconds0), cells)
+        settings = _settings(name, model0)
+        victims[name] = VictimRecord(settings, CleanRecord(exposure, rmse0, ndcg0, seconds0), cells)
     return PoolRecord([int(t) for t in targets], np.asarray(train.item_ids)[targets].tolist(),
                       [int(c) for c in train.item_counts()[targets]], eligible, pool_max, victims)
+
+
+#: the training recipe of each gradient-trained victim (``poison_victims``)
+RECIPES = {"BPR-MF": BPR_RECIPE, "LightGCN": LIGHTGCN_RECIPE}
+
+
+def _settings(victim: str, model: Any) -> Dict[str, Any]:
+    """What a victim was fitted with: its ``config()`` without the table sizes, plus the training
+    recipe of a gradient-trained one."""
+    settings = {k: v for k, v in model.config().items() if k not in ("n_users", "n_items")}
+    if victim in RECIPES:
+        settings["recipe"] = asdict(RECIPES[victim])
+    return settings
 
 
 def _run_seed(config: PoisonConfig, data: _SeedData, bar: Any) -> PoisonSeed:
@@ -431,7 +503,7 @@ def _run_seed(config: PoisonConfig, data: _SeedData, bar: Any) -> PoisonSeed:
     clean = {}
     for name in config.victims:
         model, seconds = _fit(name, train, data.seed)
-        clean[name] = (model, seconds, _rmse(model, data.test))
+        clean[name] = (model, seconds, _rmse(name, model, data.test), _ndcg(model, train, data.test))
     pools = {pool: _run_pool(config, data, targets, pool_max, filler, clean, bar)
              for pool, (targets, pool_max) in data.targets.items()}
     return PoisonSeed(data.seed, int(train.n_users), int(filler), pools)
@@ -445,13 +517,16 @@ def run_poison(config: Optional[PoisonConfig] = None) -> PoisonResult:
     inter, source = explicit_interactions(config)
     prepared = [_prepare(config, inter, seed) for seed in config.seeds]
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
-    total = len(config.seeds) * len(config.target_pools) * len(config.victims) * len(config.attacks) * len(config.sizes)
+    pairs = sum(applies(a, v) for a in config.attacks for v in config.victims)
+    total = len(config.seeds) * len(config.target_pools) * pairs * len(config.sizes)
     with _progress_bar(total, show) as bar:
         seeds = [_run_seed(config, data, bar) for data in prepared]
     return PoisonResult(config=config, data=source, seeds=seeds, seconds=time.perf_counter() - start,
                         provenance=collect(inter))
 
 
-__all__ = ["ATTACKS", "ALL_ATTACKS", "HAND_CRAFTED", "OPTIMISED", "CRAFTED_ON", "PUSH_ATTACKS", "CONTROL", "VICTIMS", "KS", "EXPOSURE", "POOLS", "PoisonConfig", "CleanRecord",
-           "CellRecord", "VictimRecord", "PoolRecord", "PoisonSeed", "PoisonResult", "explicit_interactions",
-           "mean_profile_length", "draw_targets", "pool_share", "fake_profiles", "run_poison"]
+__all__ = ["ATTACKS", "ALL_ATTACKS", "HAND_CRAFTED", "OPTIMISED", "CRAFTED_ON", "IMPLICIT_ATTACKS", "PUSH_ATTACKS",
+           "CONTROL", "VICTIMS", "IMPLICIT_VICTIMS", "WHITE_BOX", "KS", "EXPOSURE", "POOLS", "PoisonConfig",
+           "CleanRecord", "CellRecord", "VictimRecord", "PoolRecord", "PoisonSeed", "PoisonResult",
+           "explicit_interactions", "mean_profile_length", "draw_targets", "pool_share", "applies", "implicit_log",
+           "fake_profiles", "run_poison"]

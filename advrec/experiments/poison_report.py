@@ -17,7 +17,7 @@ import numpy as np
 
 from ..report import curves, format_table
 from ..report.aggregate import fmt_mean_std, mean_std
-from .poison import CONTROL, CRAFTED_ON, HAND_CRAFTED, OPTIMISED, PUSH_ATTACKS, PoisonResult
+from .poison import CONTROL, CRAFTED_ON, HAND_CRAFTED, IMPLICIT_VICTIMS, OPTIMISED, PUSH_ATTACKS, PoisonResult, applies
 from .records import Check
 from .report_files import ReportFiles
 
@@ -25,7 +25,9 @@ from .report_files import ReportFiles
 TABLE_SIZE_MAX = 0.05
 #: what a measure is called in the tables
 LABELS = {"HR@10": "HR@10", "HR@20": "HR@20", "HR@50": "HR@50", "MeanRank": "mean rank", "shift": "pred. shift",
-          "rmse": "test RMSE", "seconds": "s / fit"}
+          "rmse": "test RMSE", "ndcg": "test nDCG@10", "seconds": "s / fit"}
+#: the measures of a fit as a whole (not per target)
+FIT_MEASURES = ("rmse", "ndcg", "seconds")
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -56,13 +58,14 @@ def _target_mean(values: Sequence[float]) -> float:
 
 def clean_values(result: PoisonResult, pool: str, victim: str, measure: str) -> np.ndarray:
     """Per seed, the clean victim's ``measure`` on ``pool``'s targets (an exposure measure,
-    ``rmse``, ``seconds``; ``shift`` is 0 by definition), exposure averaged over the targets."""
+    ``rmse``, ``ndcg``, ``seconds``; ``shift`` is 0 by definition, NaN for an implicit victim),
+    exposure averaged over the targets."""
     out = []
     for s in result.seeds:
         rec = s.pools[pool].victims[victim].clean
         if measure == "shift":
-            out.append(0.0)
-        elif measure in ("rmse", "seconds"):
+            out.append(float("nan") if victim in IMPLICIT_VICTIMS else 0.0)
+        elif measure in FIT_MEASURES:
             out.append(getattr(rec, measure))
         else:
             out.append(_target_mean(rec.exposure[measure]))
@@ -71,13 +74,16 @@ def clean_values(result: PoisonResult, pool: str, victim: str, measure: str) -> 
 
 def cell_values(result: PoisonResult, pool: str, victim: str, attack: str, size: float, measure: str) -> np.ndarray:
     """Per seed, ``measure`` of one cell on ``pool``'s targets (an exposure measure or ``shift``:
-    the mean over the targets; ``rmse``, ``seconds``: the cell's)."""
+    the mean over the targets; ``rmse``, ``ndcg``, ``seconds``: the cell's); NaN where the victim
+    cannot take the attack (``poison.applies``)."""
+    if not applies(attack, victim):
+        return np.full(len(result.seeds), np.nan)
     out = []
     for s in result.seeds:
         cell = s.pools[pool].victims[victim].cell(attack, size)
         if measure == "shift":
             out.append(_target_mean(cell.shift))
-        elif measure in ("rmse", "seconds"):
+        elif measure in FIT_MEASURES:
             out.append(getattr(cell, measure))
         else:
             out.append(_target_mean(cell.exposure[measure]))
@@ -85,6 +91,10 @@ def cell_values(result: PoisonResult, pool: str, victim: str, attack: str, size:
 
 
 def _cell(values: np.ndarray, digits: int = 4, sign: bool = False) -> str:
+    """mean ± std over seeds; "—" where nothing was measured (an implicit victim's prediction
+    shift or RMSE, an attack a victim cannot take)."""
+    if not np.isfinite(np.asarray(values, dtype=np.float64)).any():
+        return "—"
     mean, std = mean_std(values)
     mean, std = float(mean), float(std)
     if sign and math.isfinite(mean):
@@ -105,12 +115,19 @@ def _push(result: PoisonResult) -> List[str]:
     return [a for a in result.config.attacks if a in PUSH_ATTACKS]
 
 
-def _rows(result: PoisonResult):
-    """(pool, victim, attack) in table order: pool, then victim, then attack."""
+def _explicit(result: PoisonResult) -> List[str]:
+    """The run's victims that predict ratings (prediction shift, RMSE)."""
+    return [v for v in result.config.victims if v not in IMPLICIT_VICTIMS]
+
+
+def _rows(result: PoisonResult, victims: Optional[Sequence[str]] = None):
+    """(pool, victim, attack) in table order: pool, then victim, then attack; only the attacks
+    each victim can take."""
     for pool in pools(result):
-        for victim in result.config.victims:
+        for victim in (result.config.victims if victims is None else victims):
             for attack in result.config.attacks:
-                yield pool, victim, attack
+                if applies(attack, victim):
+                    yield pool, victim, attack
 
 
 # ----------------------------------------------------------------------------- tables
@@ -135,9 +152,9 @@ def attack_table(result: PoisonResult, size: Optional[float] = None) -> List[Dic
 
 def size_table(result: PoisonResult, measure: str) -> List[Dict[str, object]]:
     """``measure`` (``HR@50``, ``shift``, ...) per pool, victim and attack against attack size, the
-    clean victim as size 0%."""
+    clean victim as size 0% (``shift``: the explicit victims only)."""
     rows = []
-    for pool, victim, attack in _rows(result):
+    for pool, victim, attack in _rows(result, _explicit(result) if measure == "shift" else None):
         row: Dict[str, object] = {"targets": pool, "victim": victim, "attack": attack,
                                   "0% (clean)": _cell(clean_values(result, pool, victim, measure))}
         for s in sizes(result):
@@ -146,45 +163,45 @@ def size_table(result: PoisonResult, measure: str) -> List[Dict[str, object]]:
     return rows
 
 
-def rmse_table(result: PoisonResult) -> List[Dict[str, object]]:
-    """The clean users' test RMSE of the clean victim and its change (after - before) per pool,
-    attack and size: an attack that wrecks every prediction is not stealthy."""
+def accuracy_table(result: PoisonResult, measure: str = "ndcg") -> List[Dict[str, object]]:
+    """The clean users' test ``measure`` (``ndcg``: nDCG@10, every victim; ``rmse``: the explicit
+    victims) of the clean victim and its change (after - before) per pool, attack and size: an
+    attack that wrecks every recommendation is not stealthy."""
     rows = []
-    for pool, victim, attack in _rows(result):
-        before = clean_values(result, pool, victim, "rmse")
-        row: Dict[str, object] = {"targets": pool, "victim": victim, "attack": attack, "RMSE clean": _cell(before)}
+    label = "RMSE" if measure == "rmse" else "nDCG@10"
+    for pool, victim, attack in _rows(result, _explicit(result) if measure == "rmse" else None):
+        before = clean_values(result, pool, victim, measure)
+        row: Dict[str, object] = {"targets": pool, "victim": victim, "attack": attack, f"{label} clean": _cell(before)}
         for s in sizes(result):
-            row[f"Δ at {_pct(s)}"] = _cell(cell_values(result, pool, victim, attack, s, "rmse") - before, 4, sign=True)
+            row[f"Δ at {_pct(s)}"] = _cell(cell_values(result, pool, victim, attack, s, measure) - before, 4, sign=True)
         rows.append(row)
     return rows
+
+
+def rmse_table(result: PoisonResult) -> List[Dict[str, object]]:
+    """``accuracy_table`` of the test RMSE (explicit victims)."""
+    return accuracy_table(result, "rmse")
 
 
 def _optimised(result: PoisonResult) -> List[str]:
     return [a for a in result.config.attacks if a in OPTIMISED]
 
 
-#: the victims of the transfer table, in column order
-TRANSFER_VICTIMS = ("ExplicitMF", "UserKNN")
-
-
 def transfer_table(result: PoisonResult, size: Optional[float] = None) -> List[Dict[str, object]]:
     """Per target pool and optimised attack at ``size`` (default ``table_size``): the victim it
-    was crafted on (white box) and, side by side, the prediction shift and HR@50 after on
-    ExplicitMF and on UserKNN (the same poisoned log: the victim it was not crafted on measures
-    the transfer); a victim the run did not fit is "—". Empty without optimised attacks."""
+    was crafted on (white box) and the HR@50 after on every victim of the run, then the
+    prediction shift on the explicit ones (the same poisoned log: the victims it was not crafted
+    on measure the grey-box transfer); "—" where a victim cannot take the attack (implicit
+    profiles on a rating predictor). Empty without optimised attacks."""
     size = table_size(result) if size is None else size
     rows = []
     for pool in pools(result):
         for attack in _optimised(result):
             row: Dict[str, object] = {"targets": pool, "attack": attack, "crafted on": CRAFTED_ON[attack]}
-            for measure in ("shift", "HR@50"):
-                for victim in TRANSFER_VICTIMS:
-                    key = f"{LABELS[measure]} {victim}"
-                    if victim not in result.config.victims:
-                        row[key] = "—"
-                        continue
-                    row[key] = _cell(cell_values(result, pool, victim, attack, size, measure), 4,
-                                     sign=measure == "shift")
+            for measure, victims in (("HR@50", result.config.victims), ("shift", _explicit(result))):
+                for victim in victims:
+                    row[f"{LABELS[measure]} {victim}"] = _cell(cell_values(result, pool, victim, attack, size, measure),
+                                                               4, sign=measure == "shift")
             rows.append(row)
     return rows
 
@@ -198,6 +215,8 @@ def timing_table(result: PoisonResult) -> List[Dict[str, object]]:
     for victim in result.config.victims:
         refits = np.asarray([c.seconds for s in result.seeds for p in s.pools.values()
                              for c in p.victims[victim].cells], dtype=np.float64)
+        if not len(refits):
+            continue
         rows.append({"victim": victim, "clean fit s": _cell(clean_values(result, first, victim, "seconds"), 3),
                      "refit s": _cell(refits, 3), "refits": len(refits), "refits total s": f"{refits.sum():.1f}"})
     return rows
@@ -219,11 +238,12 @@ def acceptance(result: PoisonResult) -> List[Check]:
     was not run is left out):
 
     * UserKNN at the table size: the average attack's prediction shift exceeds the random attack's;
-    * with ``pga`` in the run, ExplicitMF at the table size, unpopular targets only: PGA's
-      prediction shift exceeds the best hand-crafted attack's of the run (white box: it beats
-      them at the same budget on its own victim);
-    * every push attack, per victim: prediction shift and HR@50 never fall as the size grows (from
-      the clean victim, size 0) and end above the clean value;
+    * each optimised attack in the run, on the victim it is crafted on, at the table size,
+      unpopular targets only: its prediction shift (an explicit victim; HR@50 on an implicit one)
+      exceeds the best hand-crafted attack's of the run (white box: it beats them at the same
+      budget on its own victim);
+    * every push attack, per victim that takes it: HR@50 and (explicit victims) prediction shift
+      never fall as the size grows (from the clean victim, size 0) and end above the clean value;
     * the control, per victim: at every size, |mean over seeds of the change of HR@50| is within
       noise: at most 2 sample std over seeds of that change (0 with one seed), or one real user
       per target (1 / the mean number of eligible users), whichever is larger.
@@ -240,22 +260,27 @@ def acceptance(result: PoisonResult) -> List[Check]:
             checks.append(Check(f"{head}UserKNN at {_pct(size)}: average attack's prediction shift > random attack's",
                                 avg > rnd, f"{avg:+.4f} vs {rnd:+.4f}", "average > random (Mobasher et al. 2007)"))
         for victim in victims:
-            for attack in _push(result):
-                for measure in ("shift", "HR@50"):
+            for attack in [a for a in _push(result) if applies(a, victim)]:
+                for measure in (("HR@50",) if victim in IMPLICIT_VICTIMS else ("shift", "HR@50")):
                     seq = [float(clean_values(result, pool, victim, measure).mean())]
                     seq += [float(cell_values(result, pool, victim, attack, s, measure).mean()) for s in sizes(result)]
                     checks.append(Check(f"{head}{victim}, {attack}: {LABELS[measure]} rises with attack size",
                                         _rises(seq), f"{_seq(seq)} at {', '.join(_pct(s) for s in steps)}",
                                         "non-decreasing from clean (0%) to every size, last > clean"))
         hand = [a for a in attacks if a in HAND_CRAFTED]
-        if pool == "unpopular" and "pga" in attacks and "ExplicitMF" in victims and hand:
-            shifts = {a: float(cell_values(result, pool, "ExplicitMF", a, size, "shift").mean()) for a in hand}
-            best = max(shifts, key=lambda a: shifts[a])
-            pga = float(cell_values(result, pool, "ExplicitMF", "pga", size, "shift").mean())
-            checks.append(Check(f"{head}ExplicitMF at {_pct(size)}: PGA's prediction shift > the best hand-crafted "
-                                "attack's", pga > shifts[best], f"{pga:+.4f} vs {best} {shifts[best]:+.4f}",
+        for attack in _optimised(result):
+            own = CRAFTED_ON[attack]
+            if pool != "unpopular" or own not in victims or not hand:
+                continue
+            measure = "HR@50" if own in IMPLICIT_VICTIMS else "shift"
+            values = {a: float(cell_values(result, pool, own, a, size, measure).mean()) for a in hand}
+            best = max(values, key=lambda a: values[a])
+            mine = float(cell_values(result, pool, own, attack, size, measure).mean())
+            source = "Tang et al. 2020" if attack == "revadv" else "Li et al. 2016"
+            checks.append(Check(f"{head}{own} at {_pct(size)}: {attack}'s {LABELS[measure]} > the best hand-crafted "
+                                "attack's", mine > values[best], f"{mine:+.4f} vs {best} {values[best]:+.4f}",
                                 "the optimised attack beats the best hand-crafted attack at the same budget on its "
-                                "own victim (Li et al. 2016)"))
+                                f"own victim ({source})"))
         if CONTROL in attacks:
             users = float(np.mean([np.mean(s.pools[pool].eligible) for s in result.seeds]))
             floor = 1.0 / users
@@ -304,9 +329,13 @@ def render_text(result: PoisonResult, markdown: bool = False, checks: Optional[S
         + (" (the real users' mean profile length)" if cfg.filler is None else "")
         + ("; bandwagon adds its 10 most rated items." if "bandwagon" in cfg.attacks else "."),
         f"{CONTROL}: the random attack's fake users without their target ratings." if CONTROL in cfg.attacks else "",
-        (f"{', '.join(_optimised(result))}: optimised fake profiles (Li et al. 2016), crafted white box on "
-         f"{', '.join(sorted({CRAFTED_ON[a] for a in _optimised(result)}))} with the run's settings and seed."
+        (f"Optimised fake profiles ({'; '.join(f'{a} on {CRAFTED_ON[a]}' for a in _optimised(result))}: "
+         "pga and sgld by Li et al. 2016, revadv by Tang et al. 2020), crafted white box with the run's settings "
+         "and seed; revadv's profiles are implicit (no ratings), so only the implicit victims take them."
          if _optimised(result) else ""),
+        (f"The implicit victims ({', '.join(v for v in cfg.victims if v in IMPLICIT_VICTIMS)}) are fitted on the "
+         "same logs with every rating a positive interaction; they predict no rating, so they have no prediction "
+         "shift and no RMSE (—)." if any(v in IMPLICIT_VICTIMS for v in cfg.victims) else ""),
         "Victims fitted once on the clean log, then refitted from scratch on every poisoned log with the same "
         f"settings ({'; '.join(f'{v} {rec.settings}' for v, rec in _victims(result))}).",
         "Target measures over the real users who have not rated the target, averaged over targets; mean ± std "
@@ -317,20 +346,25 @@ def render_text(result: PoisonResult, markdown: bool = False, checks: Optional[S
         " ".join(p for p in setup if p),
         head(f"Attack x victim at {_pct(size)} of the users"),
         "targets: the pool the targets were drawn from; before: the clean victim; after: refitted on the poisoned "
-        "log; pred. shift: poisoned minus clean predicted rating of the targets.",
+        "log; pred. shift: poisoned minus clean predicted rating of the targets (explicit victims).",
         table(attack_table(result)),
         *([head(f"Transfer of the optimised attacks at {_pct(size)} of the users"),
            "crafted on: the victim the attack was optimised against (white box, the run's own settings and seed); "
-           "the same poisoned log is scored on both victims: the other one measures the grey-box transfer.",
+           "the same poisoned log is scored on every victim that can take it: the others measure the grey-box "
+           "transfer.",
            table(transfer_table(result))] if _optimised(result) else []),
         head("Target HR@50 against attack size"),
         table(size_table(result, "HR@50")),
         head("Prediction shift against attack size"),
         table(size_table(result, "shift")),
-        head("Clean users' test RMSE"),
-        "RMSE of the victim's predictions on the test ratings (all real users), clean, and its change after "
-        "each attack (positive: worse).",
-        table(rmse_table(result)),
+        head("Clean users' test nDCG@10"),
+        "nDCG@10 of every real user's test items, ranked among the items they have no training interaction "
+        "with, clean, and its change after each attack (negative: worse).",
+        table(accuracy_table(result, "ndcg")),
+        *([head("Clean users' test RMSE"),
+           "RMSE of the explicit victims' predictions on the test ratings (all real users), clean, and its change "
+           "after each attack (positive: worse).",
+           table(rmse_table(result))] if _explicit(result) else []),
         head("Seconds per retraining"),
         table(timing_table(result)),
         head("Acceptance"),
@@ -360,9 +394,10 @@ def figures(result: PoisonResult, out: Path) -> List[Path]:
     several = len(result.seeds) > 1
     for pool in pools(result):
         for victim in result.config.victims:
-            for measure, stem in (("HR@50", "hr50"), ("shift", "shift")):
+            for measure, stem in (("HR@50", "hr50"),) + ((("shift", "shift"),) if victim not in IMPLICIT_VICTIMS
+                                                          else ()):
                 series = {}
-                for attack in result.config.attacks:
+                for attack in [a for a in result.config.attacks if applies(a, victim)]:
                     per_seed = np.column_stack([clean_values(result, pool, victim, measure)]
                                                + [cell_values(result, pool, victim, attack, s, measure)
                                                   for s in sizes(result)])
@@ -386,7 +421,7 @@ checks_from_json = FILES.checks_from_json
 
 
 __all__: Sequence[str] = ("acceptance", "sizes", "table_size", "pools", "clean_values", "cell_values", "attack_table",
-                          "transfer_table", "TRANSFER_VICTIMS", "size_table", "rmse_table", "timing_table",
+                          "transfer_table", "size_table", "accuracy_table", "rmse_table", "timing_table",
                           "render_text", "render_markdown", "figures",
                           "report_payload", "report_json", "report_markdown", "write_report", "result_from_json",
                           "checks_from_json")

@@ -19,13 +19,14 @@ from .registry import MODELS, ModelRegistry, _register_builtin, find_model, qual
 from .sasrec import SASRec
 from .sequential import SequentialRecommender
 from .vbpr import DUIF, VBPR
+from .wrmf import WRMF
 
-for _cls in (MF, Pop, FM, Random, VBPR, DUIF, SASRec, GRU4Rec, ExplicitMF, LightGCN):
+for _cls in (MF, Pop, FM, Random, VBPR, DUIF, SASRec, GRU4Rec, ExplicitMF, LightGCN, WRMF):
     _register_builtin(_cls)
 del _cls, _register_builtin
 
 __all__ = ["Recommender", "MF", "Pop", "FM", "Random", "VBPR", "DUIF", "SASRec", "GRU4Rec",
-           "ExplicitMF", "UserKNN", "ItemKNN", "LightGCN",
+           "ExplicitMF", "UserKNN", "ItemKNN", "LightGCN", "WRMF",
            "SequentialRecommender", "MODELS", "ModelRegistry", "register_model", "find_model",
            "qualified_name", "check_users", "seeded", "Batch", "Delta", "USER_KEY", "POS_KEY", "NEG_KEY", "SEQ_KEY",
            "BATCH_KEYS", "CAPABILITIES", "L2Penalty", "DeltaGradient", "ClosedFormAMR", "SequenceEncoder",
