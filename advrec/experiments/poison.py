@@ -1,5 +1,6 @@
-"""The poisoning experiment of issue 16: hand-crafted shilling attacks against retrained victims,
-measured on the targets and on the clean users, on ML-100K explicit ratings or your own log.
+"""The poisoning experiment of issue 16: hand-crafted and optimised fake-profile attacks against
+retrained victims, explicit and implicit, measured on the targets and on the clean users, on
+ML-100K explicit ratings or your own log.
 
 Per seed (the seed draws the split, the targets, the fake profiles and the victims' initialisation):
 
@@ -13,19 +14,26 @@ Per seed (the seed draws the split, the targets, the fake profiles and the victi
   the fake profiles: ``random``, ``average`` and ``bandwagon`` push every target at once (each fake
   user rates every target r_max); ``pga`` and ``sgld`` (``advrec.attacks.poisoning``, asked for
   by name: not in the defaults) do too, their filler ratings optimised white box against
-  ``ExplicitMF`` with the run's own settings and seed; the same poisoned log is then scored on
-  UserKNN as well: the grey-box transfer; ``control`` is the random attack's fake users (same seed, same
-  filler items and ratings) with their target ratings removed: what injecting that many random
-  users does to the targets without pushing them. Filler: the mean profile length of the real
-  users, as a count (ML-100K, 80% split: 85 items; the bandwagon profile adds its 10 selected items);
-* each victim (``UserKNN``: Pearson, k = 20; ``ExplicitMF``: ALS, default settings, seeded with
-  the run's seed) fitted once on the clean training log, then refitted from scratch with the same
-  settings on every poisoned log.
+  ``ExplicitMF`` with the run's own settings and seed; ``revadv`` (``advrec.attacks.revadv``, by
+  name) optimises implicit profiles (no ratings) white box against ``WRMF`` (Tang et al. 2020);
+  every poisoned log is scored on every victim that can take it (implicit profiles: the implicit
+  victims only): the others measure the grey-box transfer; ``control`` is the random attack's fake
+  users (same seed, same filler items and ratings) with their target ratings removed: what
+  injecting that many random users does to the targets without pushing them. Filler: the mean
+  profile length of the real users, as a count (ML-100K, 80% split: 85 items; the bandwagon
+  profile adds its 10 selected items);
+* each victim fitted once on the clean training log, then refitted from scratch with the same
+  settings on every poisoned log: the explicit ones on the ratings (``UserKNN``: Pearson, k = 20;
+  ``ExplicitMF``: ALS, default settings, seeded with the run's seed), the implicit ones on the
+  same log with every rating a positive (``WRMF``, ``BPR-MF``, ``LightGCN``, with the fixed
+  recipes of ``poison_victims``).
 
-Measured per (seed, pool, victim, attack, size), per target: HR@10, HR@20, HR@50 and mean rank of the target
-over the real users who have not rated it (``target_exposure``), the prediction shift against the
-clean victim (``prediction_shift``), and, per cell, the clean users' test RMSE (predictions on
-the test pairs) and the seconds the refit took. ``poison_report`` aggregates the seeds.
+Measured per (seed, pool, victim, attack, size), per target: HR@10, HR@20, HR@50 and mean rank of
+the target over the real users who have not rated it (``target_exposure``), the prediction shift
+against the clean victim (``prediction_shift``; explicit victims), and, per cell, the clean
+users' test RMSE (explicit victims: predictions on the test pairs) and nDCG@10 (every victim: the
+real users' test items ranked among the items they have no training row of), and the seconds the
+refit took. ``poison_report`` aggregates the seeds.
 """
 from __future__ import annotations
 

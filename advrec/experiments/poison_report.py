@@ -1,6 +1,6 @@
 """The poisoning report: per-seed records of ``poison.run_poison`` aggregated over seeds, per target
 pool (unpopular, all), into the attack x victim table, target HR@50 and prediction shift against
-attack size, the clean users' RMSE change, the seconds per retraining and the issue's acceptance
+attack size, the clean users' nDCG@10 and RMSE changes, the seconds per retraining and the issue's acceptance
 checks; as terminal text, Markdown, JSON and PNG figures.
 
 Every number is first the mean over a seed's targets, then the mean ± sample standard deviation

@@ -120,11 +120,14 @@ def implicit_pairs(train: "Interactions", side: str = "user") -> PairCSR:
     "item"): ``(indptr, ids of the other side)``, each row sorted, repeated rows kept once."""
     if side not in ("user", "item"):
         raise ValueError(f"side must be 'user' or 'item', got {side!r}")
-    from ..data.interactions import _csr
-
+    indptr, items = train.to_csr()  # by user: sorted, duplicates removed
     if side == "user":
-        return _csr(np.asarray(train.user), np.asarray(train.item), train.n_users, train.n_items)
-    return _csr(np.asarray(train.item), np.asarray(train.user), train.n_items, train.n_users)
+        return indptr, items
+    users = np.repeat(np.arange(train.n_users, dtype=np.int64), np.diff(indptr))
+    order = np.lexsort((users, items))
+    by_item = np.zeros(train.n_items + 1, dtype=np.int64)
+    np.cumsum(np.bincount(items, minlength=train.n_items), out=by_item[1:])
+    return by_item, users[order]
 
 
 def _check_reg_alpha(reg: Any, alpha: Any) -> Tuple[float, float]:

@@ -8,9 +8,10 @@ from .fm_robust import FMRobustLoss
 from .rfm import rfm_loss
 from .sequential import SequenceTrainer
 from .trainer import History, Trainer
+from .trimmed import TrimmedExplicitMF, squared_residuals
 
 __all__ = ["Trainer", "History", "save_checkpoint", "load_checkpoint", "ClassifierTrainer",
            "cascade_effects",
            "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss", "FMRobustLoss",
            "AdversarialRegularizer", "AMRLoss", "train_amf", "train_amr", "fit_eals",
-           "SequenceTrainer"]
+           "SequenceTrainer", "TrimmedExplicitMF", "squared_residuals"]
