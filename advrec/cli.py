@@ -3,7 +3,8 @@ poisoning run),
 ``attack`` (MSAP: FGSM/BIM/PGD against BPR-MF and AMF), ``run amr`` (VBPR/AMR with feature
 perturbations), ``run cat`` (SASRec/GRU4Rec with cascade-guided adversarial training), ``run poison``
 (shilling attacks against retrained UserKNN and ExplicitMF),
-``certify`` (FM certification), ``info`` (the build).
+``run detect`` (fake-profile detectors under leave-one-attack-type-out, and detector + retrain / trimmed
+ALS against the poisoning attacks), ``certify`` (FM certification), ``info`` (the build).
 
 Every argument is checked before any work (the configs' own ``validate()`` included): a bad one
 ends the command with one line on stderr naming it and exit status 2. No flag may be abbreviated."""
@@ -358,25 +359,32 @@ def _demo_poison(config) -> List[Dict[str, object]]:
 #: flags of ``advrec run`` that only one experiment reads (``None`` when not given)
 _RUN_ONLY = {"amr": ("amr_eps", "amr_lam", "cold_share", "features"),
              "cat": ("models", "eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs"),
-             "poison": ("attacks", "sizes", "victims", "n_targets", "target_pools")}
+             "poison": ("attacks", "sizes", "victims", "n_targets", "target_pools"),
+             "detect": ("sizes", "fillers", "detectors", "unseen_attacks")}
 #: config field -> the flag that sets it, for the config's own ``validate()`` messages
 _RUN_FLAGS = {"seeds": "--seeds", "models": "--models", "eps": "--eps", "lam1": "--lam1", "lam2": "--lam2",
               "epochs": "--epochs", "adv_epochs": "--adv-epochs", "max_len": "--max-len", "last_k": "--max-len",
               "amr_eps": "--amr-eps", "amr_lam": "--amr-lam", "cold_share": "--cold-share", "data_path": "--data",
               "data_format": "--format", "features_path": "--features", "attacks": "--attacks", "sizes": "--sizes",
-              "victims": "--victims", "n_targets": "--n-targets", "target_pools": "--target-pools"}
+              "victims": "--victims", "n_targets": "--n-targets", "target_pools": "--target-pools",
+              "fillers": "--fillers", "detectors": "--detectors", "unseen_attacks": "--unseen-attacks"}
 _ATTACK_FLAGS = {"seeds": "--seeds", "eps": "--eps", "steps": "--steps", "accept_steps": "--steps",
                  "norm": "--norm", "data_path": "--data", "data_format": "--format"}
 
 
 def _check_run(args: argparse.Namespace):
-    """The flags of the other experiment, the counts, seeds and float bounds, the config's own
+    """The flags of the other experiments, the counts, seeds and float bounds, the config's own
     ``validate()``, then the files (--data, --features, --out)."""
-    for other, names in _RUN_ONLY.items():
-        given = [n for n in names if other != args.experiment and getattr(args, n) is not None]
-        if given:
-            raise ArgumentRefused(f"{', '.join(_flag(n) for n in given)} only appl{'y' if len(given) > 1 else 'ies'} "
-                                  f"to `advrec run {other}`")
+    refused: Dict[tuple, List[str]] = {}   # the experiments a flag applies to -> the flags given
+    for name in dict.fromkeys(n for names in _RUN_ONLY.values() for n in names):
+        if name in _RUN_ONLY.get(args.experiment, ()) or getattr(args, name) is None:
+            continue
+        owners = tuple(e for e, names in _RUN_ONLY.items() if name in names)
+        refused.setdefault(owners, []).append(name)
+    if refused:
+        owners, given = next(iter(refused.items()))
+        raise ArgumentRefused(f"{', '.join(_flag(n) for n in given)} only appl{'y' if len(given) > 1 else 'ies'} "
+                              f"to {' or '.join(f'`advrec run {o}`' for o in owners)}")
     _check_count(args.epochs, "--epochs")
     for name in ("adv_epochs", "max_len"):
         _check_count(getattr(args, name), _flag(name), minimum=None)
@@ -384,7 +392,8 @@ def _check_run(args: argparse.Namespace):
     for name in ("eps", "lam1", "lam2", "amr_eps", "amr_lam", "cold_share"):
         _check_float(getattr(args, name), _flag(name))
     _check_count(args.n_targets, "--n-targets", minimum=None)
-    make = {"amr": _amr_config, "cat": _cat_config, "poison": _poison_config}[args.experiment]
+    make = {"amr": _amr_config, "cat": _cat_config, "poison": _poison_config,
+            "detect": _detect_config}[args.experiment]
     config = _validated(lambda: make(args), _RUN_FLAGS)
     _check_data(args)
     if args.experiment == "amr":
@@ -446,6 +455,19 @@ def _poison_config(args: argparse.Namespace):
     return PoisonConfig.quick(**overrides) if args.quick else PoisonConfig(**overrides)
 
 
+def _detect_config(args: argparse.Namespace):
+    from .experiments.detect import DetectConfig
+
+    overrides: Dict[str, Any] = dict(progress=_progress(args), data_path=args.data, data_format=args.format)
+    for name in ("seeds", "sizes", "fillers"):
+        if getattr(args, name) is not None:
+            overrides[name] = tuple(getattr(args, name))
+    for name in ("detectors", "unseen_attacks"):   # space- or comma-separated: svm,pca forest
+        if getattr(args, name) is not None:
+            overrides[name] = tuple(n for entry in getattr(args, name) for n in entry.split(",") if n)
+    return DetectConfig.quick(**overrides) if args.quick else DetectConfig(**overrides)
+
+
 def _input_error_flag(args: argparse.Namespace, err: ValueError) -> Optional[str]:
     """The flag whose file an error of the run is about, or None."""
     msg = str(err)
@@ -491,6 +513,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         return _experiment(args, "shilling attacks against retrained victims", run_poison, poison_report,
                            {k: _RUN_FLAGS[k] for k in ("n_targets", "sizes")})
+    if args.experiment == "detect":
+        from .experiments import detect_report
+        from .experiments.detect import run_detect
+
+        return _experiment(args, "fake-profile detection and defences", run_detect, detect_report,
+                           {k: _RUN_FLAGS[k] for k in ("sizes", "fillers")})
     from .experiments import amr_report
     from .experiments.amr import run_amr
 
@@ -610,12 +638,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "poison = shilling attacks (random, average, bandwagon, a no-target control) "
                                      "and optimised ones (PGA, SGLD, RevAdv) against UserKNN and ExplicitMF retrained "
                                      "on the poisoned ratings and WRMF, BPR-MF and LightGCN on the same log as "
-                                     "implicit feedback")
-    run.add_argument("experiment", choices=("amr", "cat", "poison"), help="which experiment")
+                                     "implicit feedback; detect = fake-profile detectors (SVM, random forest, "
+                                     "DegreeSAD, PCA-SelectUsers) under leave-one-attack-type-out, and detector + "
+                                     "retrain and trimmed ALS against the shilling attacks on ExplicitMF")
+    run.add_argument("experiment", choices=("amr", "cat", "poison", "detect"), help="which experiment")
     run.add_argument("--quick", action="store_true",
                      help="one seed and short phases (a few minutes); amr: short AMR training and curves, no "
                           "cold-item split; cat: SASRec, adv_cas only, no ablations; poison: UserKNN, random and "
-                          "average at 5%%, 3 targets per pool (seconds)")
+                          "average at 5%%, 3 targets per pool (seconds); detect: SVM and PCA-SelectUsers, size and "
+                          "filler 5%% (under a minute)")
     run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                      help="seeds to average over (default 0 1 2; --quick: 0)")
     run.add_argument("--models", type=str, nargs="+", default=None, metavar="M",
@@ -641,8 +672,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "and revadv, on WRMF, cost 20 s to a minute per seed, size and pool; --quick: random "
                           "average)")
     run.add_argument("--sizes", type=float, nargs="+", default=None, metavar="F",
-                     help="poison: attack sizes as fractions of the real users (default 0.01 0.02 0.03 0.05 0.1; "
-                          "--quick: 0.05)")
+                     help="poison, detect: attack sizes as fractions of the real users (poison default 0.01 0.02 "
+                          "0.03 0.05 0.1, detect default 0.01 0.03 0.05 0.1; --quick: 0.05)")
+    run.add_argument("--fillers", type=float, nargs="+", default=None, metavar="F",
+                     help="detect: filler sizes of the detection grid as fractions of the items (default 0.01 0.03 "
+                          "0.05; --quick: 0.05); the defences use the real users' mean profile length")
+    run.add_argument("--detectors", type=str, nargs="+", default=None, metavar="D",
+                     help="detect: svm, forest, degreesad, degreesad-svm and/or pca, space- or comma-separated "
+                          "(default all five; --quick: svm pca)")
+    run.add_argument("--unseen-attacks", type=str, nargs="+", default=None, metavar="A",
+                     help="detect: optimised attacks (pga, sgld) scored by the defence detectors, which never trained "
+                          "on them (default none: about 20 s each per seed)")
     run.add_argument("--victims", type=str, nargs="+", default=None, metavar="V",
                      help="poison: UserKNN, ExplicitMF, WRMF, BPR-MF and/or LightGCN, space- or comma-separated "
                           "(default all five; --quick: UserKNN)")
@@ -653,13 +693,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "fifth of the rated items) and/or all (every rated item) (default both)")
     run.add_argument("--data", type=str, default=None, metavar="PATH",
                      help="your interactions instead of ML-100K (amr: needs --features; cat: needs timestamps; "
-                          "poison: needs explicit ratings)")
+                          "poison, detect: need explicit ratings)")
     run.add_argument("--format", choices=DATA_FORMATS, default=None,
                      help="format of --data (default: guessed from the name)")
     run.add_argument("--features", type=str, default=None, metavar="PATH",
                      help="item features (.npy in item order, or .npz keyed by item id), e.g. CNN image features")
     run.add_argument("--out", type=str, default=None,
-                     help="directory for amr.json / cat.json / poison.json, the Markdown report and the PNG figures")
+                     help="directory for amr.json / cat.json / poison.json / detect.json, the Markdown report and the "
+                          "PNG figures")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(func=_cmd_run, check=_check_run)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
