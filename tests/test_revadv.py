@@ -123,7 +123,7 @@ def test_same_seed_same_profiles_and_another_seed_differs():
     (dict(steps=0), "steps"), (dict(unroll=0), "unroll"), (dict(lr=0.0), "lr"), (dict(lr=float("nan")), "lr"),
     (dict(momentum=1.0), "momentum"), (dict(k=0), "k"), (dict(victim=object()), "victim"),
     (dict(goal="nuke"), "goal"), (dict(n_fake=0), "n_fake"), (dict(targets=[99]), "targets"),
-    (dict(filler=40), "filler")])
+    (dict(filler=40), "filler"), (dict(victim=WRMF(solver="cg")), "victim")])
 def test_bad_arguments_are_refused_by_name(kw, name):
     train = implicit_log(0, 20, 30, 100)
     with pytest.raises(ValueError, match=name):

@@ -133,6 +133,9 @@ class RevAdvAttack(ShillingAttack):
         victim = WRMF() if victim is None else victim
         if not isinstance(victim, WRMF):
             raise ValueError(f"victim must be an advrec.models.WRMF (its settings are copied), got {type(victim).__name__}")
+        if victim.solver != "cholesky":  # the unrolled sweeps are exact solves: so must the fit be
+            raise ValueError(f"victim: RevAdvAttack differentiates exact ALS, so the victim must use "
+                             f"solver='cholesky', got solver={victim.solver!r}")
         self.victim = victim
         self.steps = positive_int(steps, "steps")
         self.unroll = positive_int(unroll, "unroll")
