@@ -28,43 +28,54 @@ from ..data.interactions import Interactions
 from ..models import MF
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _pass(P, Q, indptr, indices, c, row_weighted, w, reg, S):  # pragma: no cover - compiled
     """One element-wise pass over the rows of P (users; or items with the roles swapped).
 
     ``row_weighted``: the missing-data weight belongs to the row being updated (the item pass:
     c_i scales S^p = P^T P), else to the column (the user pass: S^q already holds the c_i).
-    """
+    ``S`` is symmetric, so its row f is read for the cross term (contiguous).
+
+    A row's observed columns are gathered transposed first (G[f, t] = Q[j_t, f], with their
+    w - c weights), so every inner loop over the row's items is contiguous and vectorises."""
     n_rows, k_dim = P.shape
-    pred = np.empty(indices.shape[0])
+    longest = 0
     for r in range(n_rows):
-        lo, hi = indptr[r], indptr[r + 1]
-        for idx in range(lo, hi):
-            j = indices[idx]
-            s = 0.0
-            for k in range(k_dim):
-                s += P[r, k] * Q[j, k]
-            pred[idx] = s
+        longest = max(longest, indptr[r + 1] - indptr[r])
+    G = np.empty((k_dim, longest))
+    pred = np.empty(longest)
+    wc = np.empty(longest)
+    for r in range(n_rows):
+        lo, n = indptr[r], indptr[r + 1] - indptr[r]
+        for t in range(n):
+            j = indices[lo + t]
+            wc[t] = w - (c[r] if row_weighted else c[j])
+            pred[t] = 0.0
+            for f in range(k_dim):
+                G[f, t] = Q[j, f]
+        for k in range(k_dim):
+            pk = P[r, k]
+            for t in range(n):
+                pred[t] += pk * G[k, t]
+        scale = c[r] if row_weighted else 1.0
         for f in range(k_dim):
+            pf = P[r, f]
             numer, denom = 0.0, 0.0
-            for idx in range(lo, hi):
-                j = indices[idx]
-                cj = c[r] if row_weighted else c[j]
-                rf = pred[idx] - P[r, f] * Q[j, f]
-                numer += (w - (w - cj) * rf) * Q[j, f]
-                denom += (w - cj) * Q[j, f] * Q[j, f]
-            scale = c[r] if row_weighted else 1.0
+            for t in range(n):
+                g = G[f, t]
+                numer += (w - wc[t] * (pred[t] - pf * g)) * g
+                denom += wc[t] * g * g
             cross = 0.0
             for k in range(k_dim):
-                if k != f:
-                    cross += P[r, k] * S[k, f]
+                cross += P[r, k] * S[f, k]
+            cross -= pf * S[f, f]
             numer -= scale * cross
             denom += scale * S[f, f] + reg
             new = numer / denom
-            delta = new - P[r, f]
+            delta = new - pf
             if delta != 0.0:
-                for idx in range(lo, hi):
-                    pred[idx] += delta * Q[indices[idx], f]
+                for t in range(n):
+                    pred[t] += delta * G[f, t]
                 P[r, f] = new
 
 
