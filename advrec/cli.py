@@ -678,8 +678,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="detect: filler sizes of the detection grid as fractions of the items (default 0.01 0.03 "
                           "0.05; --quick: 0.05); the defences use the real users' mean profile length")
     run.add_argument("--detectors", type=str, nargs="+", default=None, metavar="D",
-                     help="detect: svm, forest, degreesad, degreesad-svm and/or pca, space- or comma-separated "
-                          "(default all five; --quick: svm pca)")
+                     help="detect: svm, forest, degreesad, degreesad-svm, svm-or-degreesad (the union of the two SVMs' "
+                          "suspects) and/or pca, space- or comma-separated (default all six; --quick: svm pca)")
     run.add_argument("--unseen-attacks", type=str, nargs="+", default=None, metavar="A",
                      help="detect: optimised attacks (pga, sgld) scored by the defence detectors, which never trained "
                           "on them (default none: about 20 s each per seed)")

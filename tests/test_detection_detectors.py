@@ -14,7 +14,7 @@ import pytest
 from advrec.attacks import AverageAttack, BandwagonAttack, RandomAttack
 from advrec.data import Interactions, fake_users, inject
 from advrec.detection import detectors as det_mod
-from advrec.detection.detectors import (DEGREE_FEATURES, DegreeSAD, PCASelectUsers, SupervisedDetector,
+from advrec.detection.detectors import (DEGREE_FEATURES, AnyOf, DegreeSAD, PCASelectUsers, SupervisedDetector,
                                         degree_features)
 from advrec.detection.evaluation import detection_metrics, leave_one_type_out
 
@@ -61,6 +61,7 @@ ALL_DETECTORS = [
     pytest.param(lambda: DegreeSAD(), id="degreesad"),
     pytest.param(lambda: DegreeSAD("svm"), id="degreesad-svm"),
     pytest.param(lambda: PCASelectUsers(n_suspects=6), id="pca"),
+    pytest.param(lambda: AnyOf([SupervisedDetector("svm"), DegreeSAD("svm")]), id="anyof"),
 ]
 
 
@@ -81,6 +82,27 @@ def test_score_and_decide_shape(small, make):
     # same construction, same data: same scores
     again = make().fit(logs).score(test)
     assert np.array_equal(s, again)
+
+
+def test_any_of_flags_the_union_of_its_members(small):
+    """AnyOf's decision is exactly the OR of its members' own decisions (each at its default
+    threshold: the SVM's 0, the forest's 0.5, PCA's top n), and its score is the largest
+    threshold-shifted member score."""
+    logs = [poisoned(small, RandomAttack, 0), poisoned(small, BandwagonAttack, 1)]
+    test = poisoned(small, AverageAttack, 2)
+    members = [SupervisedDetector("forest", seed=1), DegreeSAD("svm"), PCASelectUsers(n_suspects=4)]
+    union = AnyOf(members).fit(logs)
+    flags = [m.decide(test) for m in members]   # the members as fitted by AnyOf
+    assert np.array_equal(union.decide(test), flags[0] | flags[1] | flags[2])
+    assert union.default_threshold() == 0.0
+    shifted = [m.score(test) - m.default_threshold(m.score(test)) for m in members]
+    assert np.array_equal(union.score(test), np.maximum.reduce(shifted))
+    assert union.decide(test).sum() >= max(f.sum() for f in flags)
+    assert "AnyOf([SupervisedDetector" in repr(union)
+    for bad, match in (([SupervisedDetector("svm")], "at least two"), ("svm", "at least two"),
+                       ([SupervisedDetector("svm"), object()], r"detectors\[1\]")):
+        with pytest.raises(ValueError, match=match):
+            AnyOf(bad)
 
 
 def test_default_thresholds(small):

@@ -17,6 +17,7 @@ Detectors (sources and choices in each class's docstring):
   MUD, RUD, QUD; Li & Gao 2016, as implemented in SDLib's ``method/DegreeSAD.py``).
 - ``PCASelectUsers``: unsupervised, Mehta & Nejdl 2009: the users that contribute least to the
   top principal components of the user covariance are flagged.
+- ``AnyOf``: the union of several detectors' suspects.
 
 scikit-learn is an optional dependency (``pip install "advrec[detect]"``), imported only by the
 supervised detectors.
@@ -34,7 +35,7 @@ from ..data.interactions import Interactions
 from ..data.poison import fake_users
 from .features import ProfileFeatures, profile_features
 
-__all__ = ["MODELS", "DEGREE_FEATURES", "SupervisedDetector", "DegreeSAD", "PCASelectUsers",
+__all__ = ["MODELS", "DEGREE_FEATURES", "SupervisedDetector", "DegreeSAD", "PCASelectUsers", "AnyOf",
            "degree_features", "require_sklearn"]
 
 #: the classifiers ``SupervisedDetector`` trains
@@ -372,3 +373,46 @@ class PCASelectUsers(_Detector):
             raise ValueError(f"scores must be a non-empty 1-D array, got shape {scores.shape}")
         k = self.suspects(scores.size)
         return float(np.partition(scores, scores.size - k)[scores.size - k])
+
+
+class AnyOf(_Detector):
+    """Flags a user when any of ``detectors`` flags it at its own default threshold: the union
+    of their suspects, for detectors that catch different attacks (on ML-100K DegreeSAD's item
+    degrees catch random and average profiles, which rate obscure filler, while the profile
+    features' SVM catches bandwagon profiles, which rate the most popular items;
+    ``docs/detection.md``).
+
+    ``score(train)`` is ``max_d (score_d - threshold_d)``, each detector's score shifted by its
+    default threshold on the same log, so ``default_threshold`` is 0 and ``decide`` is exactly
+    the union. ``fit(logs)`` fits every member on the same logs (the unsupervised ones ignore
+    them). The shifted scores of different detectors are on different scales: the ROC of
+    ``score`` ranks by the largest margin, not by a calibrated probability.
+    """
+
+    def __init__(self, detectors: Sequence[Any]) -> None:
+        if isinstance(detectors, (str, bytes)) or not isinstance(detectors, Sequence) or len(detectors) < 2:
+            raise ValueError(f"detectors must be a list of at least two detectors, got {detectors!r}")
+        for i, d in enumerate(detectors):
+            if not all(callable(getattr(d, m, None)) for m in ("fit", "score", "default_threshold")):
+                raise ValueError(f"detectors[{i}] has no fit/score/default_threshold: got {type(d).__name__}")
+        self.detectors = list(detectors)
+
+    def __repr__(self) -> str:
+        return f"AnyOf([{', '.join(repr(d) for d in self.detectors)}])"
+
+    def fit(self, logs: Any = None) -> "AnyOf":
+        for d in self.detectors:
+            d.fit(logs)
+        return self
+
+    def score(self, train: Interactions) -> np.ndarray:
+        """float64 [n_users]: the largest of the members' scores minus their default thresholds."""
+        shifted = []
+        for d in self.detectors:
+            s = np.asarray(d.score(train), dtype=np.float64)
+            shifted.append(s - float(d.default_threshold(s)))
+        return np.max(np.vstack(shifted), axis=0)
+
+    def default_threshold(self, scores: Optional[np.ndarray] = None) -> float:
+        """0: a user is flagged when some member's score reaches that member's threshold."""
+        return 0.0
