@@ -125,10 +125,29 @@ def _solve_rows(indptr, indices, Y, YtY, reg, alpha, X):  # pragma: no cover - c
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
+def _normal_product(Y, YtY, indices, lo, hi, reg, alpha, v, out):  # pragma: no cover - compiled
+    """out = A v for one row's normal matrix A = YtY + reg I + alpha sum_k y_k y_k^T (the row's
+    observed y_k are Y[indices[lo:hi]]), without forming A."""
+    d = v.shape[0]
+    for a in range(d):
+        s = reg * v[a]
+        for c in range(d):
+            s += YtY[a, c] * v[c]
+        out[a] = s
+    for k in range(lo, hi):
+        y = Y[indices[k]]
+        dot = 0.0
+        for a in range(d):
+            dot += y[a] * v[a]
+        dot *= alpha
+        for a in range(d):
+            out[a] += dot * y[a]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _cg_rows(indptr, indices, Y, YtY, reg, alpha, steps, X):  # pragma: no cover - compiled
     """``steps`` conjugate-gradient steps on every row's normal equations A x = b, from the
-    row's current factors in ``X`` (updated in place). A p = (YtY + reg I) p + alpha sum_k
-    (y_k . p) y_k is applied without forming A; b = (1 + alpha) sum_k y_k."""
+    row's current factors in ``X`` (updated in place); b = (1 + alpha) sum_k y_k."""
     d = Y.shape[1]
     n_rows = indptr.shape[0] - 1
     r = np.empty(d)
@@ -141,20 +160,13 @@ def _cg_rows(indptr, indices, Y, YtY, reg, alpha, steps, X):  # pragma: no cover
             X[row, :] = 0.0
             continue
         x = X[row]
-        # r = b - A x
+        _normal_product(Y, YtY, indices, lo, hi, reg, alpha, x, Ap)  # r = b - A x
         for a in range(d):
-            s = reg * x[a]
-            for c in range(d):
-                s += YtY[a, c] * x[c]
-            r[a] = -s
+            r[a] = -Ap[a]
         for k in range(lo, hi):
             y = Y[indices[k]]
-            dot = 0.0
             for a in range(d):
-                dot += y[a] * x[a]
-            w = scale - alpha * dot
-            for a in range(d):
-                r[a] += w * y[a]
+                r[a] += scale * y[a]
         rs_old = 0.0
         for a in range(d):
             p[a] = r[a]
@@ -162,19 +174,7 @@ def _cg_rows(indptr, indices, Y, YtY, reg, alpha, steps, X):  # pragma: no cover
         for _ in range(steps):
             if rs_old <= 1e-30:
                 break
-            for a in range(d):
-                s = reg * p[a]
-                for c in range(d):
-                    s += YtY[a, c] * p[c]
-                Ap[a] = s
-            for k in range(lo, hi):
-                y = Y[indices[k]]
-                dot = 0.0
-                for a in range(d):
-                    dot += y[a] * p[a]
-                dot *= alpha
-                for a in range(d):
-                    Ap[a] += dot * y[a]
+            _normal_product(Y, YtY, indices, lo, hi, reg, alpha, p, Ap)
             pAp = 0.0
             for a in range(d):
                 pAp += p[a] * Ap[a]
@@ -221,13 +221,19 @@ def wrmf_solve(indptr: np.ndarray, indices: np.ndarray, other: np.ndarray, reg: 
     ``(indptr, indices)`` of distinct observed pairs is grouped by that minimise L, the other
     side's factors ``other`` held fixed. float64 throughout."""
     reg, alpha = _check_reg_alpha(reg, alpha)
-    Y = np.ascontiguousarray(other, dtype=np.float64)
-    if Y.ndim != 2:
-        raise ValueError(f"other must be [n, d], got shape {Y.shape}")
-    indptr, indices = _check_pairs(indptr, indices, len(Y))
+    indptr, indices, Y = _check_half_step(indptr, indices, other)
     X = np.empty((len(indptr) - 1, Y.shape[1]))
     _solve_rows(indptr, indices, Y, Y.T @ Y, reg, alpha, X)
     return X
+
+
+def _check_half_step(indptr: Any, indices: Any, other: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A half-step's inputs as the kernels take them: the CSR of pairs and the other side's
+    factors, float64 C-contiguous."""
+    Y = np.ascontiguousarray(other, dtype=np.float64)
+    if Y.ndim != 2:
+        raise ValueError(f"other must be [n, d], got shape {Y.shape}")
+    return (*_check_pairs(indptr, indices, len(Y)), Y)
 
 
 def _check_pairs(indptr: Any, indices: Any, n_other: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -248,10 +254,7 @@ def wrmf_solve_cg(indptr: np.ndarray, indices: np.ndarray, other: np.ndarray, re
     (not modified). Never raises L from ``start``; rows with no observed pairs get 0."""
     reg, alpha = _check_reg_alpha(reg, alpha)
     steps = positive_int(steps, "steps")
-    Y = np.ascontiguousarray(other, dtype=np.float64)
-    if Y.ndim != 2:
-        raise ValueError(f"other must be [n, d], got shape {Y.shape}")
-    indptr, indices = _check_pairs(indptr, indices, len(Y))
+    indptr, indices, Y = _check_half_step(indptr, indices, other)
     X = np.array(start, dtype=np.float64, order="C", copy=True)
     if X.shape != (len(indptr) - 1, Y.shape[1]):
         raise ValueError(f"start must be [{len(indptr) - 1}, {Y.shape[1]}], got shape {X.shape}")
