@@ -188,6 +188,7 @@ PYBIND11_MODULE(_core, m) {
   advrec::bind::bind_certify(m);
   advrec::bind::bind_perturb(m);
   advrec::bind::bind_bpr_grad(m);
+  advrec::bind::bind_bpr_train(m);
   advrec::bind::bind_cascade(m);
   advrec::bind::bind_knn(m);
   m.def("build_info", &build_info, "How the core was built: compiler, OpenMP, CUDA archs.");

@@ -349,3 +349,21 @@ def test_progress_bar_does_not_change_results():
     b = evaluate(TableModel(TABLE), TEST, exclude=(TRAIN,), k=(1, 3), progress=False)
     for name in a.per_user:
         np.testing.assert_array_equal(a.per_user[name], b.per_user[name])
+
+
+@pytest.mark.parametrize("metric", ["nDCG@3", "HR@1", "Recall@2", "MRR@3", "Precision@2", "MAP@3",
+                                    "ItemCoverage@2"])
+def test_validator_gives_evaluates_number_with_masks_built_once(metric):
+    """Issue 18: the validator builds the masks once and skips AUC and catalogue metrics for an
+    accuracy metric; its number must still be evaluate's, including the train/test overlap kept
+    rankable (u3), and on a table that changed between calls."""
+    from advrec.evaluation import validator
+
+    model = TableModel(TABLE)
+    val = validator(TEST, exclude=TRAIN, metric=metric, batch_size=2)
+    for shift in (0.0, 0.35):
+        with torch.no_grad():
+            model.table[:, 3] += shift
+        want = evaluate(model, TEST, exclude=TRAIN, k=(int(metric.split("@")[1]),), batch_size=2,
+                        auc=False).summary()[metric]
+        assert val(model) == pytest.approx(want)

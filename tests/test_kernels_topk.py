@@ -200,6 +200,19 @@ def test_topk_nan_raises():
         K.topk_scores(s, 2)
 
 
+@pytest.mark.parametrize("where", [0, 700, 1681])
+def test_topk_nan_raises_on_rows_long_enough_for_the_block_prefilter(where):
+    """Rows of 1682 items with k = 20 start from the k-th largest block maximum (NaN ignored
+    there); a NaN candidate must still be found, and an excluded one still ignored."""
+    rng = np.random.default_rng(where)
+    s = rng.standard_normal((3, 1682)).astype(np.float32)
+    s[1, where] = np.nan
+    with pytest.raises(ValueError, match="scores contains NaN"):
+        K.topk_scores(s, 20)
+    ex = make_csr([[], [where], []])
+    assert_topk_equal(K.topk_scores(s, 20, ex), ref_topk(np.nan_to_num(s, nan=-np.inf), 20, ex))
+
+
 def test_topk_nan_in_excluded_item_is_ignored():
     s = np.array([[np.nan, 1, 2]], np.float32)
     idx, _ = K.topk_scores(s, 3, make_csr([[0]]))

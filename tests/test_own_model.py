@@ -28,7 +28,7 @@ from advrec.data import Interactions, leave_one_out
 from advrec.data.sampling import BPRSampler
 from advrec.evaluation import evaluate
 from advrec.models import (BATCH_KEYS, CAPABILITIES, DUIF, GRU4Rec, MF, MODELS, NEG_KEY, POS_KEY, SEQ_KEY,
-                           USER_KEY, VBPR, Batch, ClosedFormAMR, DeltaGradient, Delta, FromConfig, L2Penalty,
+                           USER_KEY, VBPR, Batch, BPRTables, ClosedFormAMR, DeltaGradient, Delta, FromConfig, L2Penalty,
                            Pop, Random, Recommender, SASRec, SequenceEncoder, check_users, register_model,
                            seeded)
 from advrec.training import Trainer, load_checkpoint, save_checkpoint, train_amf
@@ -353,15 +353,16 @@ def test_batch_keys_and_check_users_are_public():
 
 # ---- capabilities --------------------------------------------------------------------------------
 _FEATURES = np.ones((5, 3), np.float32)
-EXPECTED = {  # model -> (L2Penalty, DeltaGradient, ClosedFormAMR, SequenceEncoder, FromConfig on the class)
-    "MF": (lambda: MF(3, 5, dim=2), (True, True, False, False, False)),
-    "VBPR": (lambda: VBPR(3, 5, _FEATURES, dim=2), (True, True, True, False, True)),
-    "DUIF": (lambda: DUIF(3, 5, _FEATURES, dim=2), (True, True, True, False, True)),
-    "SASRec": (lambda: SASRec(3, 5, dim=4, max_len=4, n_blocks=1), (False, False, False, True, False)),
-    "GRU4Rec": (lambda: GRU4Rec(3, 5, dim=4, max_len=4), (False, False, False, True, False)),
-    "Pop": (lambda: Pop(3, 5), (False, False, False, False, False)),
-    "Random": (lambda: Random(3, 5), (False, False, False, False, False)),
-    "TwoTowerRec": (lambda: TwoTowerRec(3, 5), (False, False, False, False, False)),
+EXPECTED = {  # model -> (L2Penalty, DeltaGradient, ClosedFormAMR, SequenceEncoder, FromConfig on the class,
+    # BPRTables)
+    "MF": (lambda: MF(3, 5, dim=2), (True, True, False, False, False, True)),
+    "VBPR": (lambda: VBPR(3, 5, _FEATURES, dim=2), (True, True, True, False, True, False)),
+    "DUIF": (lambda: DUIF(3, 5, _FEATURES, dim=2), (True, True, True, False, True, False)),
+    "SASRec": (lambda: SASRec(3, 5, dim=4, max_len=4, n_blocks=1), (False, False, False, True, False, False)),
+    "GRU4Rec": (lambda: GRU4Rec(3, 5, dim=4, max_len=4), (False, False, False, True, False, False)),
+    "Pop": (lambda: Pop(3, 5), (False, False, False, False, False, False)),
+    "Random": (lambda: Random(3, 5), (False, False, False, False, False, False)),
+    "TwoTowerRec": (lambda: TwoTowerRec(3, 5), (False, False, False, False, False, False)),
 }
 
 
@@ -370,9 +371,9 @@ def test_capabilities_of_the_models(name):
     make, want = EXPECTED[name]
     model = make()
     got = (isinstance(model, L2Penalty), isinstance(model, DeltaGradient), isinstance(model, ClosedFormAMR),
-           isinstance(model, SequenceEncoder), isinstance(type(model), FromConfig))
+           isinstance(model, SequenceEncoder), isinstance(type(model), FromConfig), isinstance(model, BPRTables))
     assert got == want
-    assert CAPABILITIES == (L2Penalty, DeltaGradient, ClosedFormAMR, SequenceEncoder, FromConfig)
+    assert CAPABILITIES == (L2Penalty, DeltaGradient, ClosedFormAMR, SequenceEncoder, FromConfig, BPRTables)
 
 
 def test_a_user_model_gains_a_capability_by_defining_the_method():

@@ -37,10 +37,12 @@ def ml100k_train() -> Interactions:
     return leave_one_out(inter, order="time").train
 
 
-def test_trainer_default_is_reproducible_at_two_torch_threads(two_torch_threads, ml100k_train):
+@pytest.mark.parametrize("engine", ["auto", "torch"])
+def test_trainer_default_is_reproducible_at_two_torch_threads(two_torch_threads, ml100k_train, engine):
     def fit() -> torch.Tensor:
         model = MF(ml100k_train.n_users, ml100k_train.n_items, dim=64, init_std=0.05, seed=0)
-        Trainer(lr=1e-3, l2=1e-4, epochs=2, patience=None, seed=0, progress=False).fit(model, ml100k_train)
+        Trainer(lr=1e-3, l2=1e-4, epochs=2, patience=None, seed=0, progress=False,
+                engine=engine).fit(model, ml100k_train)
         return weights(model)
 
     a, b = fit(), fit()
@@ -84,7 +86,11 @@ def test_classifier_trainer_default_is_reproducible_at_two_torch_threads(two_tor
     assert torch.equal(a, b), f"{int((a != b).sum())} of {a.numel()} parameters differ"
 
 
-def test_threads_none_keeps_torchs_count(two_torch_threads, ml100k_train):
+@pytest.mark.parametrize("engine", ["compiled", "torch"])
+def test_threads_none_picks_one_for_a_small_model_and_restores_torchs_count(two_torch_threads, ml100k_train,
+                                                                           engine):
+    """Issue 18: ``threads=None`` (the default) is chosen by measurement (one thread for a model
+    this small, on either engine), not torch's global count; an explicit count is honoured."""
     seen = []
 
     def validator(model) -> float:  # runs inside the fit, under its thread count
@@ -92,9 +98,10 @@ def test_threads_none_keeps_torchs_count(two_torch_threads, ml100k_train):
         return 0.0
 
     model = MF(ml100k_train.n_users, ml100k_train.n_items, dim=8)
-    Trainer(epochs=1, patience=None, progress=False, threads=None).fit(model, ml100k_train, validator)
-    Trainer(epochs=1, patience=None, progress=False).fit(model, ml100k_train, validator)
-    assert seen == [2, 1]
+    Trainer(epochs=1, patience=None, progress=False, engine=engine).fit(model, ml100k_train, validator)
+    Trainer(epochs=1, patience=None, progress=False, threads=2, engine=engine).fit(model, ml100k_train, validator)
+    assert seen == [1, 2]
+    assert torch.get_num_threads() == 2
 
 
 @pytest.mark.parametrize("trainer", [Trainer, SequenceTrainer, ClassifierTrainer])

@@ -64,3 +64,22 @@ def test_bad_input_is_rejected():
     s = BPRSampler(np.array([0, 1]), np.array([0]), 3)
     with pytest.raises(ValueError, match="n must be"):
         s.sample(-1)
+
+
+def test_the_bitmap_membership_test_draws_the_same_triples_as_the_binary_search(monkeypatch):
+    """Issue 18: small catalogues test membership in a per-user bitmap; the generator's calls are
+    the same, so the triples must be too (and where the bitmap would be too large, the binary
+    search runs)."""
+    import advrec.data.sampling as sampling
+
+    rng = np.random.default_rng(1)
+    dense, indptr, indices = _random_csr(rng, n_users=70, n_items=130, density=0.4)
+    fast = BPRSampler(indptr, indices, dense.shape[1], seed=5)
+    monkeypatch.setattr(sampling, "BITMAP_MAX_BYTES", 0)
+    slow = BPRSampler(indptr, indices, dense.shape[1], seed=5)
+    assert fast._bits is not None and slow._bits is None
+    for _ in range(3):
+        for a, b in zip(fast.epoch(), slow.epoch()):
+            assert np.array_equal(a, b)
+    u, _, n = fast.sample(5000)
+    assert not dense[u, n].any()

@@ -49,6 +49,39 @@ def draw_negatives(users, indptr, indices, n_items, seed):
 
 
 @numba.njit(cache=True, nogil=True)
+def _seen_bitmap(indptr, indices, words):
+    """Row u's positives as bits of ``words`` uint64 words (membership in one load)."""
+    n_rows = indptr.shape[0] - 1
+    bits = np.zeros(n_rows * words, dtype=np.uint64)
+    for u in range(n_rows):
+        for t in range(indptr[u], indptr[u + 1]):
+            item = indices[t]
+            bits[u * words + (item >> 6)] |= np.uint64(1) << np.uint64(item & 63)
+    return bits
+
+
+@numba.njit(cache=True, nogil=True)
+def _draw_negatives_bitmap(users, bits, words, n_items, seed):
+    """``draw_negatives`` with membership read from ``_seen_bitmap``: the same generator calls in
+    the same order, so the same negatives, without a binary search per draw (measured on
+    ML-100K: 5.4 -> about 2 ms per epoch of 98K draws)."""
+    np.random.seed(seed)
+    out = np.empty(users.shape[0], dtype=np.int64)
+    for t in range(users.shape[0]):
+        row = users[t] * words
+        while True:
+            j = np.int64(np.random.randint(0, n_items))
+            if not (bits[row + (j >> 6)] >> np.uint64(j & 63)) & np.uint64(1):
+                out[t] = j
+                break
+    return out
+
+
+# The bitmap is used while it stays this small (bytes); larger catalogues keep the binary search.
+BITMAP_MAX_BYTES = 64 << 20
+
+
+@numba.njit(cache=True, nogil=True)
 def _draw_negatives_from(users, indptr, indices, candidates, seed):
     """As draw_negatives, drawing an index into the sorted ``candidates`` instead of an item."""
     np.random.seed(seed)
@@ -137,6 +170,10 @@ class BPRSampler:
         self.candidates: Optional[np.ndarray] = candidates
         self.indptr, self.indices, self.n_items = indptr, indices, int(n_items)
         self._users_of_position = row_of.astype(np.int64)
+        self._words = (int(n_items) + 63) // 64
+        self._bits: Optional[np.ndarray] = None
+        if candidates is None and (indptr.shape[0] - 1) * self._words * 8 <= BITMAP_MAX_BYTES:
+            self._bits = _seen_bitmap(indptr, indices, np.int64(self._words))
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -149,7 +186,10 @@ class BPRSampler:
     def _triples_at(self, positions: np.ndarray) -> Triples:
         users = self._users_of_position[positions]
         pos = self.indices[positions]
-        if self.candidates is None:
+        if self._bits is not None:
+            neg = _draw_negatives_bitmap(users, self._bits, np.int64(self._words), np.int64(self.n_items),
+                                         self._next_seed())
+        elif self.candidates is None:
             neg = draw_negatives(users, self.indptr, self.indices, np.int64(self.n_items),
                                   self._next_seed())
         else:

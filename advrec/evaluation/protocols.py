@@ -61,8 +61,7 @@ def evaluate(
     user's value is the mean over their cases. Beyond-accuracy metrics need the full protocol.
     """
     ks = _check_args(model, test, k, protocol, n_negatives, seed, batch_size, popularity)
-    test_csr, seen = test.to_csr(), _seen(test, exclude)
-    masked, n_overlap = _without_targets(seen, test_csr, test.n_items)
+    test_csr, seen, masked, n_overlap = ranking_masks(test, exclude)
     if n_overlap:
         report(f"evaluate: {n_overlap} test (user, item) pairs also appear in exclude; "
                "those items are kept rankable for their users")
@@ -73,6 +72,15 @@ def evaluate(
         result = _sampled(model, test, test_csr, seen, ks, n_negatives, seed, batch_size, delta, show)
     result.info["n_test_excluded_overlap"] = n_overlap
     return result
+
+
+def ranking_masks(test: Any, exclude: Union[Any, Sequence[Any]]) -> tuple:
+    """``(test_csr, seen, masked, n_overlap)``: the test CSR, everything in ``exclude``, that
+    minus each user's test items (what full ranking masks), and how many test pairs were also
+    in ``exclude``. Computed once per evaluation (or once per fit by ``validator``)."""
+    test_csr, seen = test.to_csr(), _seen(test, exclude)
+    masked, n_overlap = _without_targets(seen, test_csr, test.n_items)
+    return test_csr, seen, masked, n_overlap
 
 
 def _seen(test: Any, exclude: Union[Any, Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +164,9 @@ def _scatter(n: int, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _full_ranking(model, test, test_csr, masked, ks, batch_size, popularity, delta, show,
-                  auc: bool = True) -> EvalResult:
+                  auc: bool = True, beyond: bool = True) -> EvalResult:
+    """Full-ranking evaluation from precomputed masks; ``auc``/``beyond`` False skip the AUC
+    ranks and the catalogue metrics (coverage, entropy, Gini), which validation does not need."""
     from .. import kernels
 
     users = np.flatnonzero(np.diff(test_csr[0]) > 0).astype(np.int64)
@@ -195,7 +205,7 @@ def _full_ranking(model, test, test_csr, masked, ks, batch_size, popularity, del
         per_user.update({name: _scatter(n, rows, v) for name, v in nov.items()})
         info["n_users_empty_list"] = int(n - len(rows))
     global_metrics: dict[str, float] = {}
-    for kk in ks:
+    for kk in ks if beyond else ():
         fraction, count = item_coverage(topk_all, test.n_items, kk)
         global_metrics[f"ItemCoverage@{kk}"] = fraction
         global_metrics[f"ItemCount@{kk}"] = float(count)

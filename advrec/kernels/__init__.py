@@ -11,6 +11,7 @@ and the dispatch to the family's CUDA twin (``*_cuda.py``) when the data lives o
 | ``certify`` | ``fm_scores``, ``fm_scores_sums``, ``fm_certify_batch``, ``fm_max_q_batch``, ``fm_greedy_batch`` | ``csrc/certify/fm_certify`` | ``certify_cuda`` (``csrc/cuda/fm_greedy.cu``) |
 | ``perturb`` | ``perturb_step`` | ``csrc/perturb/perturb`` | ``perturb_cuda`` (``csrc/cuda/perturb.cu``) |
 | ``bpr`` | ``mf_bpr_gradient`` | ``csrc/perturb/bpr_grad`` | none |
+| ``bpr_train`` | ``mf_bpr_train_epoch`` | ``csrc/train/bpr_train`` | none |
 | ``seq`` | ``cascade_effects`` | ``csrc/seq/cascade`` | none |
 | ``knn`` | ``knn_neighbors``, ``knn_predict``, ``knn_scores`` | ``csrc/select/knn`` | none |
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 from ._args import as_csr
 from ._native import _core
 from .bpr import mf_bpr_gradient
+from .bpr_train import mf_bpr_train_epoch
 from .certify import (METHODS, FMCertBatch, fm_certify_batch, fm_greedy_batch, fm_max_q_batch,
                       fm_scores, fm_scores_sums)
 from .knn import KNN_NORMS, SIMILARITIES, knn_neighbors, knn_predict, knn_row_means, knn_scores
@@ -37,7 +39,7 @@ __all__ = [
     "METHODS", "FMCertBatch", "fm_scores", "fm_scores_sums", "fm_certify_batch", "fm_max_q_batch",
     "fm_greedy_batch",
     "PERTURB_NORMS", "perturb_step",
-    "mf_bpr_gradient",
+    "mf_bpr_gradient", "mf_bpr_train_epoch",
     "CASCADE_COMPONENTS", "CASCADE_NORMALIZATIONS", "cascade_effects",
     "SIMILARITIES", "KNN_NORMS", "knn_neighbors", "knn_predict", "knn_scores", "knn_row_means",
 ]

@@ -7,7 +7,8 @@ class with ``register_model`` so checkpoints can name it.
 """
 from .als import ExplicitMF
 from .base import BATCH_KEYS, NEG_KEY, POS_KEY, SEQ_KEY, USER_KEY, Batch, Delta, Recommender, check_users, seeded
-from .capabilities import CAPABILITIES, ClosedFormAMR, DeltaGradient, FromConfig, L2Penalty, SequenceEncoder
+from .capabilities import (CAPABILITIES, BPRTables, ClosedFormAMR, DeltaGradient, FromConfig, L2Penalty,
+                           SequenceEncoder)
 from .fm import FM
 from .knn import ItemKNN, UserKNN
 from .lightgcn import LightGCN
@@ -29,5 +30,5 @@ __all__ = ["Recommender", "MF", "Pop", "FM", "Random", "VBPR", "DUIF", "SASRec",
            "ExplicitMF", "UserKNN", "ItemKNN", "LightGCN", "WRMF",
            "SequentialRecommender", "MODELS", "ModelRegistry", "register_model", "find_model",
            "qualified_name", "check_users", "seeded", "Batch", "Delta", "USER_KEY", "POS_KEY", "NEG_KEY", "SEQ_KEY",
-           "BATCH_KEYS", "CAPABILITIES", "L2Penalty", "DeltaGradient", "ClosedFormAMR", "SequenceEncoder",
+           "BATCH_KEYS", "CAPABILITIES", "L2Penalty", "BPRTables", "DeltaGradient", "ClosedFormAMR", "SequenceEncoder",
            "FromConfig"]

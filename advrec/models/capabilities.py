@@ -25,17 +25,19 @@ Capabilities (method: who uses it; without it):
 - ``SequenceEncoder``, ``encode``, ``sequence_embeddings``, ``item_table``, ``position_loss``:
   ``CascadeAdversarialLoss`` (CAT); CAT refuses the model.
 - ``FromConfig``, classmethod ``from_config(config)``: ``load_checkpoint``; ``cls(**config)``.
+- ``BPRTables``, ``bpr_tables()``: ``Trainer``'s compiled BPR-MF engine (``engine="auto"``);
+  the torch path.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import Dict, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 
 from .batch import Batch, Delta
 
-__all__ = ["L2Penalty", "DeltaGradient", "ClosedFormAMR", "SequenceEncoder", "FromConfig", "CAPABILITIES",
-           "require_l2_penalty"]
+__all__ = ["L2Penalty", "DeltaGradient", "ClosedFormAMR", "SequenceEncoder", "FromConfig", "BPRTables",
+           "CAPABILITIES", "require_l2_penalty"]
 
 
 @runtime_checkable
@@ -123,7 +125,23 @@ class FromConfig(Protocol):
     def from_config(self, config: Mapping[str, object]) -> object: ...
 
 
-CAPABILITIES = (L2Penalty, DeltaGradient, ClosedFormAMR, SequenceEncoder, FromConfig)
+@runtime_checkable
+class BPRTables(Protocol):
+    """The model is BPR-MF over two embedding tables, for ``Trainer``'s compiled engine.
+
+    ``bpr_tables()`` returns ``(P, Q)``, the user and item tables (``nn.Parameter``s, ``[n_users,
+    dim]`` and ``[n_items, dim]``), when ``score(u, i) = <P[u], Q[i]>``, ``loss`` is the mean BPR
+    loss over the batch's triples, ``l2_penalty`` is ``(|p_u|² + |q_i|² + |q_j|²)`` summed over
+    the triples over the batch size, the perturbable tensors ``"user"`` and ``"item"`` are added
+    to ``P`` and ``Q``, and ``P``, ``Q`` are the only trainable parameters; ``None`` where any of
+    that does not hold (e.g. a subclass that redefines the loss): the Trainer then takes the
+    torch path, which is the reference the compiled engine must match. Built-in: ``MF``.
+    """
+
+    def bpr_tables(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+CAPABILITIES = (L2Penalty, DeltaGradient, ClosedFormAMR, SequenceEncoder, FromConfig, BPRTables)
 
 
 def require_l2_penalty(model: object, needed_by: str) -> L2Penalty:

@@ -1,7 +1,7 @@
 """BPR matrix factorisation (Rendle et al. 2009): score(u, i) = <p_u, q_i>."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +63,20 @@ class MF(Recommender):
     def loss(self, batch: Batch, delta: Delta = None) -> torch.Tensor:
         """BPR loss: mean of -log sigma(s(u, i) - s(u, j))."""
         return self.regularized_loss(batch, 0.0, delta)
+
+    def bpr_tables(self) -> Optional[Tuple[nn.Parameter, nn.Parameter]]:
+        """``(user_factors, item_factors)`` for ``Trainer``'s compiled engine (the ``BPRTables``
+        capability), or ``None`` for a subclass that redefines how scores, the loss, the penalty
+        or the perturbations are computed, or that adds trainable parameters: those train on the
+        torch path."""
+        cls = type(self)
+        if any(getattr(cls, name) is not getattr(MF, name)
+               for name in ("score", "loss", "regularized_loss", "l2_penalty", "_factors", "perturbable")):
+            return None
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        if len(trainable) != 2 or trainable[0] is not self.user_factors or trainable[1] is not self.item_factors:
+            return None
+        return self.user_factors, self.item_factors
 
     def delta_gradient(self, batch: Batch, delta: Delta,
                        targets: Sequence[str]) -> Optional[Dict[str, torch.Tensor]]:

@@ -61,6 +61,18 @@ class AdversarialRegularizer:
             return clean
         return clean + self.lam * model.loss(batch, self.perturbation(batch))
 
+    def compiled_adversary(self, model: Recommender) -> Optional[Dict[str, Any]]:
+        """This loss for ``Trainer``'s compiled engine (``bpr_engine.CompiledAdversary``): the
+        FGSM step's tables, norm, ``eps`` and ``lam`` when the attack is a plain ``FGSM`` bound to
+        ``model`` over its ``"user"``/``"item"`` tables; ``None`` otherwise (multi-step attacks,
+        subclasses, other tables: the torch path)."""
+        attack = self.attack
+        if type(attack) is not FGSM or attack.model is not model or not set(attack.targets) <= {"user", "item"}:
+            return None
+        on = self.lam != 0
+        return {"user": on and "user" in attack.targets, "item": on and "item" in attack.targets,
+                "norm": attack.norm, "eps": attack.eps, "lam": self.lam}
+
     def __repr__(self) -> str:
         return f"AdversarialRegularizer({self.attack!r}, lam={self.lam})"
 

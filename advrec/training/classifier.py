@@ -100,13 +100,13 @@ class ClassifierTrainer:
     ``l2`` adds ``l2 * (‖w_A‖² + ‖V_A‖²)`` for A the distinct features active in the batch (the
     model's ``l2_penalty``); ``weight_decay`` is Adam's, on every parameter. Training stops after
     ``patience`` epochs without a better validation accuracy (None: never) and keeps the best
-    epoch's weights. ``threads`` (default 1; ``None`` keeps torch's count) sets torch's intra-op
-    threads for the fit: at one thread, same seed, same numbers.
+    epoch's weights. ``threads`` sets torch's intra-op threads for the fit (restored after);
+    ``None`` (default) picks one: same seed, same numbers.
     """
 
     def __init__(self, lr: float = 1e-3, epochs: int = 100, batch_size: int = 2048,
                  l2: float = 0.0, weight_decay: float = 0.0, patience: Optional[int] = 5,
-                 seed: int = 0, progress: Optional[bool] = None, threads: Optional[int] = 1):
+                 seed: int = 0, progress: Optional[bool] = None, threads: Optional[int] = None):
         for name, v in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -138,8 +138,7 @@ class ClassifierTrainer:
         if loss_fn is not None and not callable(loss_fn):
             raise ValueError(f"loss_fn must be callable(model, batch) -> Tensor, got {loss_fn!r}")
         previous = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(1 if self.threads is None else self.threads)
         try:
             return self._fit(model, train, valid, loss_fn)
         finally:

@@ -15,6 +15,7 @@ from .._checks import seed_arg
 from ..data.sampling import BPRSampler
 from ..models.base import NEG_KEY, POS_KEY, USER_KEY, Batch, Recommender
 from ..models.capabilities import require_l2_penalty
+from .bpr_engine import ENGINES, CompiledBPR, Plan, auto_threads, plan
 
 if TYPE_CHECKING:
     from ..data.interactions import Interactions
@@ -113,6 +114,7 @@ class History(EpochLog):
     best_epoch: int = -1
     best_metric: float = float("nan")
     stopped_early: bool = False
+    engine: str = "torch"  # which engine ran the fit: "compiled" or "torch"
 
 
 def _check_negative_items(items) -> np.ndarray:
@@ -142,6 +144,13 @@ class Trainer:
     unless it overrides ``regularized_loss`` and no ``loss_fn`` is given. A model without it
     trains with ``l2=0`` (and ``weight_decay`` if it wants regularisation).
 
+    ``engine``: ``"auto"`` (default) trains on the compiled engine (``advrec.training.bpr_engine``:
+    sampling stays the sampler's, every mini-batch's loss, gradient and optimiser step run in the
+    core, deterministic for any thread count) when it applies: a model with the ``BPRTables``
+    capability (``MF``) on the CPU, with the plain loss or ``AdversarialRegularizer`` with
+    ``FGSM`` (AMF); otherwise the torch path. ``"compiled"`` requires the engine (ValueError
+    saying why not), ``"torch"`` forces the reference path. ``History.engine`` says which ran.
+
     ``negative_items``: optional 1-D integer array of the item ids negatives may be drawn from
     (the sampler's ``candidates``; duplicates are ignored). AMR's cold-start protocol needs it:
     cold test items must not be negatives either, or training learns that they exist
@@ -162,8 +171,9 @@ class Trainer:
         device: str = "cpu",
         progress: Optional[bool] = None,
         loss_fn: Optional[LossFn] = None,
-        threads: Optional[int] = 1,
+        threads: Optional[int] = None,
         negative_items: Optional[np.ndarray] = None,
+        engine: str = "auto",
     ):
         if optimizer.lower() not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
@@ -181,6 +191,9 @@ class Trainer:
             raise ValueError(f"threads must be a positive int or None, got {threads!r}")
         if negative_items is not None:
             negative_items = _check_negative_items(negative_items)
+        if not isinstance(engine, str) or engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
         self.optimizer_name = optimizer.lower()
         self.lr, self.epochs, self.batch_size = float(lr), epochs, batch_size
         self.l2, self.weight_decay = float(l2), float(weight_decay)
@@ -194,21 +207,40 @@ class Trainer:
     def fit(self, model: Recommender, train: "Interactions", validator: Optional[Validator] = None) -> History:
         """Train ``model`` in place on ``train`` (an ``advrec.data.Interactions``).
 
-        ``threads`` (default 1) sets torch's intra-op thread count for the fit and restores it
-        after: one thread makes the fit bit-reproducible (same seed, same weights; at 2 threads
-        torch's CPU kernels gave different weights from run to run), and small embedding models
-        are dominated by per-op overhead, where one thread is as fast or faster. ``None`` keeps
-        torch's current count.
+        ``threads`` sets the compiled engine's threads and torch's intra-op thread count for the
+        fit (torch's is restored after). ``None`` (default) picks by measurement: the torch path
+        one thread (bit-reproducible: at 2 threads torch's CPU kernels gave different weights
+        from run to run, and small embedding models, dominated by per-op overhead, were as fast
+        or faster on one); the compiled engine one thread for tables under
+        ``bpr_engine.TWO_THREADS_FROM`` entries, two above (same bits at any count).
         """
+        model.to(self.device)  # before planning: the engine trains the tables where they will live
+        compiled = self._compiled_engine(model)
+        threads = self.threads
+        if threads is None:
+            threads = 1 if compiled is None else auto_threads(int(compiled.P.shape[0] + compiled.Q.shape[0]),
+                                                              int(compiled.P.shape[1]))
         previous_threads = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(threads)
         try:
-            return self._fit(model, train, validator)
+            return self._fit(model, train, validator, compiled, threads)
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _fit(self, model: Recommender, train: "Interactions", validator: Optional[Validator]) -> History:
+    def _compiled_engine(self, model: Recommender) -> Optional[Plan]:
+        """The compiled engine's plan for ``model``, or None for the torch path."""
+        if self.engine == "torch":
+            return None
+        found = plan(model, self.loss_fn, self.device)
+        if isinstance(found, Plan):
+            return found
+        if self.engine == "compiled":
+            raise ValueError(f"engine='compiled' cannot train this model: {found}; use engine='auto' "
+                             "or 'torch' for the torch path")
+        return None
+
+    def _fit(self, model: Recommender, train: "Interactions", validator: Optional[Validator],
+             compiled: Optional[Plan], threads: int) -> History:
         if train.n_users != model.n_users or train.n_items != model.n_items:
             raise ValueError(f"train has {train.n_users} users x {train.n_items} items but the model "
                              f"was built for {model.n_users} x {model.n_items}")
@@ -231,13 +263,24 @@ class Trainer:
             raise ValueError(f"negative_items (the sampler's candidates): {e}") from None
         torch.manual_seed(self.seed)
         model.to(self.device)
-        opt = OPTIMIZERS[self.optimizer_name](model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         history, keeper = History(), BestEpoch(self.patience)
+        runner: Optional[CompiledBPR] = None
+        if compiled is not None:
+            runner = CompiledBPR(compiled, self.optimizer_name, self.lr, self.weight_decay, self.l2,
+                                 self.batch_size, threads)
+            history.engine = "compiled"
+        else:
+            opt = OPTIMIZERS[self.optimizer_name](model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         bar = tqdm(range(self.epochs), desc=f"train {type(model).__name__}", disable=not show, leave=False)
         for epoch in bar:
             start = time.perf_counter()
             model.train()
+            if runner is not None:
+                if close_epoch(model, history, keeper, runner.epoch(*sampler.epoch()), epoch, validator,
+                               self.eval_every, start, bar, last=epoch == self.epochs - 1):
+                    break
+                continue
             users, pos, neg = (torch.from_numpy(a).to(self.device) for a in sampler.epoch())
             total, n = 0.0, users.shape[0]
             for s in range(0, n, self.batch_size):

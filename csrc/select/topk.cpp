@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -56,15 +57,54 @@ inline void mark_row(std::vector<uint8_t>& mask, const int64_t* indptr, const in
 // Only min(k, n_items) entries can be selected; output columns past them are padding.
 inline int64_t selectable(int64_t k, int64_t n_items) { return std::min(k, n_items); }
 
+// The k-th largest of the row's block maxima (candidates only; NaN ignored), a lower bound of
+// the k-th largest candidate: the k best blocks hold k distinct candidates at or above it. As
+// the starting threshold it lets the scan skip most blocks at once from the first block on
+// (validation ranks every user's row every epoch: 6.6 -> about 2 us per ML-100K row).
+// -inf when fewer than 2k blocks (no gain) or fewer than k blocks hold a candidate.
+template <typename T>
+T block_max_threshold(const T* s, int64_t n_items, int64_t k, const std::vector<uint8_t>& mask,
+                      bool use_mask, int64_t block, std::vector<T>& maxima) {
+  const T lowest = -std::numeric_limits<T>::infinity();
+  const int64_t n_blocks = n_items / block;
+  if (k < 1 || n_blocks < 2 * k) return lowest;
+  maxima.resize(static_cast<size_t>(n_blocks));
+  constexpr int kLanes = 8;  // elementwise maxima per lane (selects, which vectorise), then 8 -> 1
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const T* v = s + b * block;
+    const uint8_t* x = use_mask ? mask.data() + b * block : nullptr;
+    T lane[kLanes];
+    for (int l = 0; l < kLanes; ++l) lane[l] = lowest;
+    for (int64_t t = 0; t + kLanes <= block; t += kLanes) {
+      if (x) {
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) {
+          const bool take = (x[t + l] == 0) & (v[t + l] > lane[l]);
+          lane[l] = take ? v[t + l] : lane[l];
+        }
+      } else {
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) lane[l] = v[t + l] > lane[l] ? v[t + l] : lane[l];
+      }
+    }
+    T m = lane[0];
+    for (int l = 1; l < kLanes; ++l) m = lane[l] > m ? lane[l] : m;
+    maxima[b] = m;
+  }
+  std::nth_element(maxima.begin(), maxima.begin() + (k - 1), maxima.end(), std::greater<T>());
+  return maxima[k - 1];
+}
+
 template <typename T>
 bool select_row(const T* s, int64_t n_items, int64_t k_out, const std::vector<uint8_t>& mask,
-                bool use_mask, std::vector<Entry<T>>& buf, int64_t* out_idx, T* out_val) {
+                bool use_mask, std::vector<Entry<T>>& buf, std::vector<T>& maxima, int64_t* out_idx,
+                T* out_val) {
   constexpr int64_t kBlock = 32;
   const int64_t k = selectable(k_out, n_items);
   const size_t cap = static_cast<size_t>(2 * k + 8);
   buf.clear();
   bool finite_order = true;
-  T threshold = -std::numeric_limits<T>::infinity();
+  T threshold = block_max_threshold(s, n_items, k, mask, use_mask, kBlock, maxima);
   auto cut_to_k = [&]() {
     std::nth_element(buf.begin(), buf.begin() + (k - 1), buf.end(), ranks_before<T>);
     buf.resize(static_cast<size_t>(k));
@@ -119,10 +159,12 @@ bool topk_masked_cpu(const T* scores, int64_t rows, int64_t n_items, int64_t k,
   {
     std::vector<uint8_t> mask;
     std::vector<Entry<T>> buf;
+    std::vector<T> maxima;
     bool ready = false;
     guard.run([&] {
       mask.assign(use_mask ? n_items : 0, 0);
       buf.reserve(static_cast<size_t>(2 * selectable(k, n_items) + 8));
+      maxima.reserve(static_cast<size_t>(n_items / 32 + 1));
       ready = true;
     });
 #pragma omp for schedule(dynamic, 16)
@@ -131,8 +173,8 @@ bool topk_masked_cpu(const T* scores, int64_t rows, int64_t n_items, int64_t k,
       guard.run([&] {
         const int64_t er = (use_mask && excl_rows) ? excl_rows[r] : r;
         if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, true);
-        ok = select_row(scores + r * n_items, n_items, k, mask, use_mask, buf, out_idx + r * k,
-                        out_val + r * k) && ok;
+        ok = select_row(scores + r * n_items, n_items, k, mask, use_mask, buf, maxima,
+                        out_idx + r * k, out_val + r * k) && ok;
         if (use_mask) mark_row(mask, excl_indptr, excl_indices, er, 1, false);
       });
     }
