@@ -115,6 +115,19 @@ def test_epoch_matches_the_numpy_reference(opt, wd, adv, dim):
     np.testing.assert_allclose(Q, wQ, atol=2e-5)
 
 
+@pytest.mark.parametrize("adv", ADVERSARIES[1:], ids=["amf-l2", "item-linf", "user-clip"])
+def test_amf_on_tables_larger_than_a_batch_matches_the_numpy_reference(adv):
+    """Tables with more rows than a batch reads (300 + 400 > 3 x 32) take AMF's per-row work on
+    the listed touched rows instead of on every row: the same epoch."""
+    P, Q, u, i, j = random_case(n_users=300, n_items=400, dim=12, n=500, seed=9)
+    want_loss, wP, wQ = np_epoch(P, Q, u, i, j, 32, 0.01, "adam", 0.01, 0.0, adv)
+    loss, _ = kernels.mf_bpr_train_epoch(P, Q, u, i, j, batch_size=32, l2=0.01, lr=0.01,
+                                         state=state_for("adam", P, Q), adversary=adv)
+    assert loss == pytest.approx(want_loss, rel=1e-5)
+    np.testing.assert_allclose(P, wP, atol=2e-5)
+    np.testing.assert_allclose(Q, wQ, atol=2e-5)
+
+
 def test_one_batch_equals_the_torch_paths_update():
     """One mini-batch through Trainer's torch path (autograd + torch.optim.Adam) and through the
     kernel: the same update to float tolerance."""
@@ -136,15 +149,16 @@ def test_one_batch_equals_the_torch_paths_update():
     np.testing.assert_allclose(Q, model.item_factors.detach().numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("batch", [256, 16])  # AMF's per-row work on every row, on listed rows
 @pytest.mark.parametrize("adv", ADVERSARIES[:2], ids=["plain", "amf"])
-def test_same_bits_for_any_thread_count_and_simd_path(adv):
+def test_same_bits_for_any_thread_count_and_simd_path(adv, batch):
     P0, Q0, u, i, j = random_case(n_users=40, n_items=50, dim=37, n=2000, seed=5)
     results = []
     for threads, portable in ((1, False), (2, False), (3, False), (2, True), (1, True)):
         P, Q = P0.copy(), Q0.copy()
         st = state_for("adam", P, Q)
         a = adv or {}
-        loss, _ = _core.mf_bpr_train_epoch(P, Q, u, i, j, 256, 1e-3, "adam", 0.01, 0.0, 0.9, 0.999, 1e-8, 0.0,
+        loss, _ = _core.mf_bpr_train_epoch(P, Q, u, i, j, batch, 1e-3, "adam", 0.01, 0.0, 0.9, 0.999, 1e-8, 0.0,
                                            st, 0, bool(a.get("user")), bool(a.get("item")), a.get("norm", "l2"),
                                            float(a.get("eps", 0.0)), float(a.get("lam", 1.0)), threads, portable)
         results.append((loss, P, Q, *st))

@@ -221,35 +221,43 @@ ADVREC_INLINE void sgd_loop(float* p, float* g, int64_t e0, int64_t e1, const St
   }
 }
 
-// The FGSM perturbation of the listed rows of table T (gradient G): Tp[r] = T[r] + delta_r,
-// delta_r = eps * G[r] / |G[r]| (l2; the norm over 16 float lanes; a zero row takes no step),
-// eps * sign(G[r]) (linf), or the l2 step clipped to [-eps, eps] (l2-step-linf-clip).
-ADVREC_INLINE void perturb_rows_body(const float* T, const float* G, float* Tp, int64_t dim,
-                                     const int64_t* rows, int64_t n_rows, int norm, float eps) {
+// The FGSM perturbation of table T's rows (rows[0, n_rows), or every row 0..n_rows-1 when rows
+// is null; G the clean gradient): Tp[r] = T[r] + delta_r, delta_r = eps * G[r] / |G[r]| (l2;
+// the norm over 16 float lanes; a zero row takes no step), eps * sign(G[r]) (linf), or the l2
+// step clipped to [-eps, eps] (l2-step-linf-clip). Then, where count is not null, the row's L2
+// term: G[r] += (l2_unit * count[r]) T[r] (l2_unit = 2 l2 / B), read while the row is at hand.
+ADVREC_INLINE void perturb_rows_body(const float* T, float* G, float* Tp, int64_t dim,
+                                     const int64_t* rows, int64_t n_rows, int norm, float eps,
+                                     const int64_t* count, double l2_unit) {
   for (int64_t k = 0; k < n_rows; ++k) {
-    const int64_t r = rows[k];
+    const int64_t r = rows ? rows[k] : k;
     const float* t = T + r * dim;
-    const float* g = G + r * dim;
+    float* g = G + r * dim;
     float* out = Tp + r * dim;
     if (norm == static_cast<int>(BprAdvNorm::kLinf)) {
 #pragma omp simd
       for (int64_t d = 0; d < dim; ++d)
         out[d] = t[d] + (g[d] > 0.f ? eps : (g[d] < 0.f ? -eps : 0.f));
-      continue;
-    }
-    float s[kLanes] = {};
-    int64_t d = 0;
-    for (; d + kLanes <= dim; d += kLanes)
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) s[l] += g[d + l] * g[d + l];
-    for (int l = 0; d < dim; ++d, ++l) s[l] += g[d] * g[d];
-    const float n2 = lanes_sum(s);
-    const float scale = n2 > 0.f ? eps / std::sqrt(n2) : 0.f;
-    if (norm == static_cast<int>(BprAdvNorm::kL2StepLinfClip)) {
-      for (d = 0; d < dim; ++d) out[d] = t[d] + std::min(eps, std::max(-eps, g[d] * scale));
     } else {
+      float s[kLanes] = {};
+      int64_t d = 0;
+      for (; d + kLanes <= dim; d += kLanes)
 #pragma omp simd
-      for (d = 0; d < dim; ++d) out[d] = t[d] + g[d] * scale;
+        for (int l = 0; l < kLanes; ++l) s[l] += g[d + l] * g[d + l];
+      for (int l = 0; d < dim; ++d, ++l) s[l] += g[d] * g[d];
+      const float n2 = lanes_sum(s);
+      const float scale = n2 > 0.f ? eps / std::sqrt(n2) : 0.f;
+      if (norm == static_cast<int>(BprAdvNorm::kL2StepLinfClip)) {
+        for (d = 0; d < dim; ++d) out[d] = t[d] + std::min(eps, std::max(-eps, g[d] * scale));
+      } else {
+#pragma omp simd
+        for (d = 0; d < dim; ++d) out[d] = t[d] + g[d] * scale;
+      }
+    }
+    if (count && count[r] != 0) {
+      const float c = static_cast<float>(l2_unit * static_cast<double>(count[r]));
+#pragma omp simd
+      for (int64_t d = 0; d < dim; ++d) g[d] += c * t[d];
     }
   }
 }
@@ -291,9 +299,9 @@ ADVREC_TARGET_AVX2 void step_avx2(ADVREC_STEP_ARGS) { step_body(kind, p, g, s1, 
 #endif
 
 #define ADVREC_PERTURB_ARGS \
-  const float *T, const float *G, float *Tp, int64_t dim, const int64_t *rows, int64_t n_rows, \
-      int norm, float eps
-#define ADVREC_PERTURB_PASS T, G, Tp, dim, rows, n_rows, norm, eps
+  const float *T, float *G, float *Tp, int64_t dim, const int64_t *rows, int64_t n_rows, \
+      int norm, float eps, const int64_t *count, double l2_unit
+#define ADVREC_PERTURB_PASS T, G, Tp, dim, rows, n_rows, norm, eps, count, l2_unit
 void perturb_base(ADVREC_PERTURB_ARGS) { perturb_rows_body(ADVREC_PERTURB_PASS); }
 #ifdef ADVREC_X86_DISPATCH
 ADVREC_TARGET_AVX2 void perturb_avx2(ADVREC_PERTURB_ARGS) { perturb_rows_body(ADVREC_PERTURB_PASS); }
@@ -325,29 +333,47 @@ inline void part_range(int64_t n, int parts, int t, int64_t align, int64_t* begi
   *end = std::min(e, n);
 }
 
-// The distinct values of ids[0, n) in first-appearance order, appended to rows, and how often
-// each occurs, added to count[] (zero for rows not listed yet this batch); stamp[] (one per row)
-// marks rows already listed for this batch (batch id `tag`).
-void touched_rows(const int64_t* ids, int64_t n, int64_t tag, std::vector<int64_t>& stamp,
-                  std::vector<int64_t>& count, std::vector<int64_t>& rows) {
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t r = ids[k];
-    if (stamp[r] != tag) {
-      stamp[r] = tag;
-      rows.push_back(r);
-    }
-    ++count[r];
+// The rows a batch touches, and how often, for AMF's per-row work. Small tables (rows <= the
+// batch's 3B row reads) take every row (no lists; an untouched row has a zero gradient and
+// count, so its step and L2 term are zero); larger ones list the distinct rows in
+// first-appearance order, stamp[] marking rows already listed for batch `tag`.
+struct Touched {
+  std::vector<int64_t> stamp, count, rows;
+  bool dense = false;
+  void reset(int64_t n_rows, bool all) {
+    dense = all;
+    count.assign(static_cast<size_t>(n_rows), 0);
+    if (!all) stamp.assign(static_cast<size_t>(n_rows), -1);
   }
-}
+  void add(const int64_t* ids, int64_t n, int64_t tag) {
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t r = ids[k];
+      if (!dense && stamp[r] != tag) {
+        stamp[r] = tag;
+        rows.push_back(r);
+      }
+      ++count[r];
+    }
+  }
+  const int64_t* list() const { return dense ? nullptr : rows.data(); }
+  int64_t size() const { return dense ? static_cast<int64_t>(count.size()) : static_cast<int64_t>(rows.size()); }
+  void clear() {
+    if (dense) {
+      std::fill(count.begin(), count.end(), 0);
+    } else {
+      for (const int64_t r : rows) count[r] = 0;
+      rows.clear();
+    }
+  }
+};
 
-// AMF's L2 term, once per touched row: G[r] += (2 l2 count[r] / B) T[r]; clears count[].
-// (Plain BPR adds it per occurrence in the scatter, where the row is read anyway; AMF's
-// adversarial pass reads the perturbed rows, so this saves reading the clean ones again.)
-void l2_rows(const float* T, float* G, int64_t dim, const std::vector<int64_t>& rows,
-             std::vector<int64_t>& count, double l2, double B) {
-  for (const int64_t r : rows) {
-    const float c = static_cast<float>(2.0 * l2 * static_cast<double>(count[r]) / B);
-    count[r] = 0;
+// The L2 term of a table FGSM does not perturb: G[r] += (l2_unit * count[r]) T[r].
+void l2_rows(const float* T, float* G, int64_t dim, const Touched& touched, double l2_unit) {
+  const int64_t* rows = touched.list();
+  for (int64_t k = 0, n = touched.size(); k < n; ++k) {
+    const int64_t r = rows ? rows[k] : k;
+    if (touched.count[r] == 0) continue;
+    const float c = static_cast<float>(l2_unit * static_cast<double>(touched.count[r]));
     const float* t = T + r * dim;
     float* g = G + r * dim;
     for (int64_t d = 0; d < dim; ++d) g[d] += c * t[d];
@@ -373,14 +399,13 @@ double mf_bpr_train_epoch(float* P, int64_t n_users, float* Q, int64_t n_items, 
   std::vector<float> coef(static_cast<size_t>(Bmax)), margin(static_cast<size_t>(Bmax));
   std::vector<float> loss_terms(static_cast<size_t>(Bmax)), pen(static_cast<size_t>(Bmax));
   std::vector<float> Pt, Qt;  // perturbed rows (AMF), written only where a batch touches them
-  std::vector<int64_t> stampU, stampI, countU, countI, rowsU, rowsI;
+  Touched touchedU, touchedI;
   if (adversarial) {
     if (adv.user) Pt.resize(static_cast<size_t>(n_users * dim));
     if (adv.item) Qt.resize(static_cast<size_t>(n_items * dim));
-    stampU.assign(static_cast<size_t>(n_users), -1);
-    stampI.assign(static_cast<size_t>(n_items), -1);
-    countU.assign(static_cast<size_t>(n_users), 0);
-    countI.assign(static_cast<size_t>(n_items), 0);
+    const bool dense = n_users + n_items <= 3 * Bmax;
+    touchedU.reset(n_users, dense);
+    touchedI.reset(n_items, dense);
   }
   // Column slices of the scatter: as many as threads, at least 8 columns each.
   const int col_parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(T, (dim + 7) / 8)));
@@ -428,30 +453,31 @@ double mf_bpr_train_epoch(float* P, int64_t n_users, float* Q, int64_t n_items, 
     double loss = sum(loss_terms, B) / dB;
     if (l2 > 0.0) loss += l2 * sum(pen, B) / dB;
     if (adversarial) {
-      rowsU.clear();
-      rowsI.clear();
-      touched_rows(u, B, batch, stampU, countU, rowsU);
-      touched_rows(i, B, batch, stampI, countI, rowsI);
-      touched_rows(j, B, batch, stampI, countI, rowsI);
+      touchedU.add(u, B, batch);
+      touchedI.add(i, B, batch);
+      touchedI.add(j, B, batch);
+      const double l2_unit = 2.0 * l2 / dB;
       const float* Pa = P;
       const float* Qa = Q;
+      // FGSM from the clean gradient, then each row's L2 term while the row is at hand.
       if (adv.user) {
-        kern.perturb(P, gP.data(), Pt.data(), dim, rowsU.data(), static_cast<int64_t>(rowsU.size()), norm, eps);
+        kern.perturb(P, gP.data(), Pt.data(), dim, touchedU.list(), touchedU.size(), norm, eps,
+                     l2 > 0.0 ? touchedU.count.data() : nullptr, l2_unit);
         Pa = Pt.data();
+      } else if (l2 > 0.0) {
+        l2_rows(P, gP.data(), dim, touchedU, l2_unit);
       }
       if (adv.item) {
-        kern.perturb(Q, gQ.data(), Qt.data(), dim, rowsI.data(), static_cast<int64_t>(rowsI.size()), norm, eps);
+        kern.perturb(Q, gQ.data(), Qt.data(), dim, touchedI.list(), touchedI.size(), norm, eps,
+                     l2 > 0.0 ? touchedI.count.data() : nullptr, l2_unit);
         Qa = Qt.data();
+      } else if (l2 > 0.0) {
+        l2_rows(Q, gQ.data(), dim, touchedI, l2_unit);
       }
       gradient(Pa, Qa, u, i, j, B, static_cast<float>(adv.lam / dB), false, 0.f);
       loss += adv.lam * sum(loss_terms, B) / dB;
-      if (l2 > 0.0) {
-        l2_rows(P, gP.data(), dim, rowsU, countU, l2, dB);
-        l2_rows(Q, gQ.data(), dim, rowsI, countI, l2, dB);
-      } else {
-        for (const int64_t row : rowsU) countU[row] = 0;
-        for (const int64_t row : rowsI) countI[row] = 0;
-      }
+      touchedU.clear();
+      touchedI.clear();
     }
     total += loss * dB;
 
