@@ -14,7 +14,7 @@ import pytest
 from advrec.attacks import AverageAttack, BandwagonAttack, RandomAttack
 from advrec.data import Interactions, fake_users, inject
 from advrec.detection import detectors as det_mod
-from advrec.detection.detectors import (DEGREE_FEATURES, AnyOf, DegreeSAD, PCASelectUsers, SupervisedDetector,
+from advrec.detection.detectors import (DEGREE_FEATURES, AnyOf, DegreeSAD, PCASelectUsers, SupervisedDetector, TargetFocus,
                                         degree_features)
 from advrec.detection.evaluation import detection_metrics, leave_one_type_out
 
@@ -411,3 +411,76 @@ def test_ml100k_pca_select_users_finds_average_attack(ml100k):
     # measured: 46 of the 47 fakes in the top 47, precision = recall = 0.979, AUC 1.000
     assert m["recall"] >= 0.9 and m["precision"] >= 0.9, (m["precision"], m["recall"])
     assert m["auc"] > 0.99
+
+
+class Fixed:
+    """A stand-in base detector: given scores, threshold 0."""
+
+    def __init__(self, scores):
+        self.scores = np.asarray(scores, dtype=np.float64)
+        self.fitted = None
+
+    def fit(self, logs=None):
+        self.fitted = logs
+        return self
+
+    def score(self, train):
+        return self.scores
+
+    def default_threshold(self, scores=None):
+        return 0.0
+
+
+def focus_log() -> Interactions:
+    """Hand-worked: 8 users, 5 items, ratings 1-5. Users 0-2 push item 3 (rated 5) and also rate
+    the popular item 0 at 5; real users 3-7 rate item 0 at 5 (users 3 and 4 too: the base detector
+    wrongly suspects them), and user 5 rates item 3 at 5 without being a suspect."""
+    rows = [(0, 3, 5), (0, 0, 5), (0, 1, 3), (1, 3, 5), (1, 0, 5), (1, 2, 3), (2, 3, 5), (2, 0, 5), (2, 4, 2),
+            (3, 0, 5), (3, 1, 4), (4, 0, 5), (4, 2, 5), (5, 0, 5), (5, 3, 5), (6, 0, 5), (6, 4, 3), (7, 0, 4),
+            (7, 1, 5)]
+    u, i, r = (np.array(c) for c in zip(*rows))
+    return Interactions(u, i, r.astype(np.float32), None, 8, 5, np.arange(8), np.arange(5))
+
+
+def test_target_focus_hand_worked():
+    """Suspects {0, 1, 2, 3, 4} (base score >= 0). Top (5) ratings: item 0 by users 0-6 (5 of them
+    suspects), item 3 by 0, 1, 2, 5 (3 suspects), item 1 by user 7, item 2 by user 4. k_s^2 / k_all:
+    item 0 25/7 = 3.57, item 3 9/4 = 2.25, item 2 1/1: the focus is item 0, whose pushers are all
+    five suspects (the failure mode: wrongly flagged real users who share a popular favourite).
+    With users 3 and 4 rating item 0 at 4 instead, item 0 gives 9/5 = 1.8 < item 3's 2.25: the
+    focus is item 3 and only its pushers 0-2 stay flagged."""
+    base = [2.0, 1.5, 1.0, 0.5, 0.2, -1.0, -2.0, -3.0]
+    tf = TargetFocus(Fixed(base)).fit(["a log"])
+    assert tf.detector.fitted == ["a log"]
+    log = focus_log()
+    s = tf.score(log)
+    assert tf.focus_item == 0 and tf.default_threshold(s) == 0.0
+    assert (s >= 0).tolist() == [True] * 5 + [False] * 3
+    rating = log.rating.copy()
+    rating[(log.user == 3) & (log.item == 0)] = 4
+    rating[(log.user == 4) & (log.item == 0)] = 4
+    log2 = Interactions(log.user, log.item, rating, None, 8, 5, np.arange(8), np.arange(5))
+    s2 = tf.score(log2)
+    assert tf.focus_item == 3
+    assert tf.decide(log2).tolist() == [True, True, True, False, False, False, False, False]
+    span = 2.0 - (-3.0)
+    np.testing.assert_allclose(s2, [2.0, 1.5, 1.0, 0.5 - span - 1, 0.2 - span - 1, -1.0, -2.0 - span - 1,
+                                    -3.0 - span - 1])  # user 5 pushes item 3: its score is kept, below 0
+
+
+def test_target_focus_without_suspects_and_errors():
+    tf = TargetFocus(Fixed([-1.0] * 8))
+    with pytest.raises(ValueError, match="scored first"):
+        tf.default_threshold()
+    s = tf.score(focus_log())
+    assert tf.focus_item is None and (s == -1.0).all() and not tf.decide(focus_log()).any()
+    with pytest.raises(ValueError, match="fit/score/default_threshold"):
+        TargetFocus(object())
+
+
+def test_target_focus_on_a_log_without_ratings_uses_rated():
+    log = focus_log()
+    implicit = Interactions(log.user, log.item, None, None, 8, 5, np.arange(8), np.arange(5))
+    tf = TargetFocus(Fixed([2.0, 1.5, 1.0, -1, -1, -1, -1, -1]))
+    tf.score(implicit)
+    assert tf.focus_item == 3      # 3 suspects of 4 raters: 9/4 against item 0's 9/8

@@ -7,7 +7,8 @@
 - ``detectors``: ``SupervisedDetector`` (an SVM or a random forest over the profile features,
   scikit-learn, the ``detect`` extra), ``DegreeSAD`` (the same over item-degree features),
   ``PCASelectUsers`` (unsupervised, Mehta & Nejdl 2009), ``AnyOf`` (the union of several
-  detectors' suspects); each scores every user and decides at a stated threshold;
+  detectors' suspects), ``TargetFocus`` (a detector's suspects kept where they push the item
+  its suspects push most); each scores every user and decides at a stated threshold;
 - ``evaluation``: ``detection_metrics`` (precision, recall, F1, AUC, ROC points) and
   ``leave_one_type_out`` (train on some attack types, test on the one left out, never on a
   scored fake);
@@ -17,12 +18,14 @@
 from __future__ import annotations
 
 from .defences import FilterResult, filter_users
-from .detectors import DEGREE_FEATURES, MODELS, AnyOf, DegreeSAD, PCASelectUsers, SupervisedDetector, degree_features
+from .detectors import (DEGREE_FEATURES, MODELS, AnyOf, DegreeSAD, PCASelectUsers, SupervisedDetector, TargetFocus,
+                        degree_features)
 from .evaluation import AttackFactory, detection_metrics, leave_one_type_out
 from .features import (DEFAULT_K, DEFAULT_MIN_OVERLAP, FEATURES, RATING_FEATURES, ProfileFeatures,
                        profile_features)
 
 __all__ = ["FEATURES", "RATING_FEATURES", "DEFAULT_K", "DEFAULT_MIN_OVERLAP", "ProfileFeatures",
-           "profile_features", "SupervisedDetector", "DegreeSAD", "PCASelectUsers", "AnyOf", "degree_features",
+           "profile_features", "SupervisedDetector", "DegreeSAD", "PCASelectUsers", "AnyOf", "TargetFocus",
+           "degree_features",
            "DEGREE_FEATURES", "MODELS", "detection_metrics", "leave_one_type_out", "AttackFactory",
            "FilterResult", "filter_users"]
