@@ -63,11 +63,12 @@ def test_defaults_and_quick_are_valid():
     cfg = DetectConfig()
     cfg.validate()
     assert (cfg.seeds, cfg.detectors, cfg.attacks) == ((0, 1, 2), ("svm", "forest", "degreesad", "degreesad-svm",
-                                                                  "svm-or-degreesad", "svm-or-degreesad-focus", "pca"),
+                                                                  "svm-or-degreesad", "svm-or-degreesad-focus",
+                                                                  "forest-or-degreesad-focus", "pca"),
                                                        ("random", "average", "bandwagon"))
     assert (cfg.sizes, cfg.fillers, cfg.train_sizes) == ((0.01, 0.03, 0.05, 0.10), (0.01, 0.03, 0.05),
                                                          (0.03, 0.05, 0.10))
-    assert (cfg.defences, cfg.unseen_attacks, cfg.n_targets, cfg.defence_targets) == (("svm", "degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus", "pca", "trimmed"), (),
+    assert (cfg.defences, cfg.unseen_attacks, cfg.n_targets, cfg.defence_targets) == (("svm", "degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus", "forest-or-degreesad-focus", "pca", "trimmed"), (),
                                                                                      1, 5)
     assert (X.table_size(cfg), X.table_filler(cfg)) == (0.05, 0.05)
     assert X.grid_train_seeds(cfg, 2) == (2001, 2002) and X.grid_test_seeds(2) == (2000,)
@@ -75,7 +76,7 @@ def test_defaults_and_quick_are_valid():
     quick.validate()
     assert (quick.seeds, quick.sizes, quick.fillers, quick.detectors) == ((0,), (0.05,), (0.05,), ("svm", "pca"))
     assert set(DEFENCES) == {"svm", "forest", "degreesad", "degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus",
-                             "pca", "trimmed"}
+                             "forest-or-degreesad-focus", "pca", "trimmed"}
     # table size and filler: the largest grid value <= 5%, else the smallest
     assert X.table_size(DetectConfig(sizes=(0.1, 0.2))) == 0.1 and X.table_filler(DetectConfig(fillers=(0.01, 0.1))) \
         == 0.01
@@ -109,8 +110,8 @@ def test_records_have_the_right_structure(tiny):
         assert 0.0 < rec.ndcg < 0.2 and 0.85 < rec.rmse < 1.0 and rec.seconds > 0
     for cell in d.cells:
         assert list(cell.fits) == [NO_DEFENCE, "svm", "degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus",
-                                   "pca", "trimmed"]
-        none, svm, degsvm, either, focus, pca, trimmed = cell.fits.values()
+                                   "forest-or-degreesad-focus", "pca", "trimmed"]
+        none, svm, degsvm, either, focus, forest_focus, pca, trimmed = cell.fits.values()
         assert (none.removed_real, none.removed_fake, trimmed.removed_real + trimmed.removed_fake) == (0, 0, 0)
         profile = 85 + 5 + (10 if cell.attack == "bandwagon" else 0)     # filler, targets, bandwagon's selected
         assert trimmed.rows_real + trimmed.rows_fake == round(0.05 * (80_000 + 47 * profile))
@@ -120,7 +121,7 @@ def test_records_have_the_right_structure(tiny):
         assert max(svm.removed_real, degsvm.removed_real) <= either.removed_real <= svm.removed_real + degsvm.removed_real
         # the target focus keeps a subset of the union's suspects
         assert focus.removed_fake <= either.removed_fake and focus.removed_real <= either.removed_real
-        for f in (svm, degsvm, either, focus, pca):
+        for f in (svm, degsvm, either, focus, forest_focus, pca):
             assert 0 <= f.removed_fake <= 47 and f.removed_real >= 0 and f.rows_fake == f.removed_fake * profile
         assert np.mean(none.hr50) > np.mean(d.clean.hr50) + 0.2    # the attack works without defence
     assert np.mean(d.cell("random", 0.05).fits["svm"].hr50) < 0.2      # and the SVM removes the random fakes
@@ -139,7 +140,8 @@ def test_defence_detectors_never_saw_the_profiles_they_remove(tiny):
         assert attack not in svm.trained_on and sorted(svm.trained_on) == sorted(set(cfg.attacks) - {attack})
         assert svm.seeds == [defence_train_seed(0, i) for i in range(3)] * 2 and 0 not in svm.seeds
         assert svm.sizes == list(cfg.train_sizes) and svm.filler == d.filler and svm.seconds > 0
-        for other in ("degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus"):  # the same training logs
+        for other in ("degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus",
+                      "forest-or-degreesad-focus"):                  # the same training logs
             o = d.detector(other, attack)
             assert (o.trained_on, o.seeds, o.targets) == (svm.trained_on, svm.seeds, svm.targets)
         assert d.detector("pca", attack).trained_on == []          # unsupervised: no training
@@ -195,14 +197,15 @@ def test_markdown_has_the_tables_and_the_provenance_line(tiny):
     names = [c.name for c in checks]
     assert names[:2] == ["SVM, held-out average: recall and precision >= 0.8 at size and filler >= 3%",
                          "SVM, held-out bandwagon: recall and precision >= 0.8 at size and filler >= 3%"]
-    # five detector defences (SVM, DegreeSAD (SVM), their union, its target focus, PCA-SelectUsers) x three
-    # attacks
-    assert len(names) == 2 + 5 * 3 and all("HR@50 back to the clean" in n for n in names[2:])
+    # six detector defences (SVM, DegreeSAD (SVM), their union, its target focus, the forest's, PCA-SelectUsers)
+    # x three attacks
+    assert len(names) == 2 + 6 * 3 and all("HR@50 back to the clean" in n for n in names[2:])
     assert all(c.passed in (True, False) and "5%" in c.detail for c in checks)
     rows = R.defence_table(tiny)
     assert list(rows[0]) == ["attack", "size", "fake users", "clean", "no defence", "SVM + retrain",
                              "DegreeSAD (SVM) + retrain", "SVM or DegreeSAD (SVM) + retrain",
-                             "SVM or DegreeSAD (SVM), target focus + retrain", "PCA-SelectUsers + retrain",
+                             "SVM or DegreeSAD (SVM), target focus + retrain",
+                             "forest or DegreeSAD (SVM), target focus + retrain", "PCA-SelectUsers + retrain",
                              "trimmed ALS (5%)"]
 
 

@@ -10,7 +10,8 @@ Per seed (the seed draws the split, the targets, the fake profiles and the detec
   ``DegreeSAD``, a forest over item-degree features; ``"degreesad-svm"``: the same with the SVM;
   ``"svm-or-degreesad"``: ``AnyOf`` the two SVMs, the union of their suspects;
   ``"svm-or-degreesad-focus"``: ``TargetFocus`` of that union, its suspects kept where they push
-  the item the suspects push most;
+  the item the suspects push most; ``"forest-or-degreesad-focus"``: the same over the forest (the
+  profile-feature detector with the best held-out bandwagon recall) and DegreeSAD's SVM;
   ``"pca"``: ``PCASelectUsers``, unsupervised, flags the 5% of users contributing least to the top principal components) and each held-out
   hand-crafted attack type: the detector is trained on poisoned logs of the OTHER types (every
   size x filler of the grid, training seeds ``1000 seed + 1``, ``1000 seed + 2``), built on one
@@ -75,10 +76,13 @@ DETECTORS: Dict[str, Callable[[int], Any]] = {
     "svm-or-degreesad": lambda seed: AnyOf([SupervisedDetector("svm", seed=seed), DegreeSAD("svm", seed=seed)]),
     "svm-or-degreesad-focus": lambda seed: TargetFocus(AnyOf([SupervisedDetector("svm", seed=seed),
                                                               DegreeSAD("svm", seed=seed)])),
+    "forest-or-degreesad-focus": lambda seed: TargetFocus(AnyOf([SupervisedDetector("forest", seed=seed),
+                                                                 DegreeSAD("svm", seed=seed)])),
     "pca": lambda seed: PCASelectUsers(),
 }
 #: the detectors trained on labelled attack profiles (the others need no training)
-SUPERVISED = ("svm", "forest", "degreesad", "degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus")
+SUPERVISED = ("svm", "forest", "degreesad", "degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus",
+              "forest-or-degreesad-focus")
 #: the training-time defence (no detector): trimmed ALS
 TRIMMED = "trimmed"
 #: "no defence": ExplicitMF refitted on the poisoned log as is
@@ -148,7 +152,8 @@ class DetectConfig:
     test_users: float = 0.5
     table_size: Optional[float] = None
     table_filler: Optional[float] = None
-    defences: Tuple[str, ...] = ("svm", "degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus", "pca", TRIMMED)
+    defences: Tuple[str, ...] = ("svm", "degreesad-svm", "svm-or-degreesad", "svm-or-degreesad-focus",
+                                 "forest-or-degreesad-focus", "pca", TRIMMED)
     defence_targets: int = 5
     unpopular_share: float = 0.2
     train_sizes: Tuple[float, ...] = (0.03, 0.05, 0.10)

@@ -26,6 +26,7 @@ from .report_files import ReportFiles
 DETECTOR_LABELS = {"svm": "SVM", "forest": "forest", "degreesad": "DegreeSAD", "degreesad-svm": "DegreeSAD (SVM)",
                    "svm-or-degreesad": "SVM or DegreeSAD (SVM)",
                    "svm-or-degreesad-focus": "SVM or DegreeSAD (SVM), target focus",
+                   "forest-or-degreesad-focus": "forest or DegreeSAD (SVM), target focus",
                    "pca": "PCA-SelectUsers"}
 #: detection measures, in table order
 DETECTION = ("precision", "recall", "f1", "auc")
