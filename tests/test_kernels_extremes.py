@@ -102,3 +102,43 @@ def test_huge_sizes_with_empty_inputs_name_the_argument(tmp_path):
         print("ok")
     """, 6, tmp_path)
     assert [line.split()[0] for line in lines] == ["raised"] * 5 + ["ok"]
+
+
+def test_the_bpr_training_epoch_survives_extreme_arguments(tmp_path):
+    """Issue 18's mf_bpr_train_epoch: huge batch sizes, thread counts and step counters, empty and
+    mismatched inputs, wrong dtypes, NaN/inf tables (and, with threads=2, inside the OpenMP
+    regions): an error naming the argument or a result, never a signal."""
+    lines = assert_survives("""
+        rng = np.random.default_rng(0)
+        def tables():
+            return (rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal((7, 5)).astype(np.float32))
+        def adam(P, Q):
+            return [np.zeros_like(P), np.zeros_like(P), np.zeros_like(Q), np.zeros_like(Q)]
+        u, i, j = np.array([0, 5, 2]), np.array([1, 6, 0]), np.array([3, 3, 4])
+        amf = {"user": True, "item": True, "eps": 0.5, "lam": 1.0}
+        for batch in (1, 2**31, 2**62, 2**63 - 1):                      # one batch of every triple
+            P, Q = tables()
+            K.mf_bpr_train_epoch(P, Q, u, i, j, batch_size=batch, state=adam(P, Q), threads=2, adversary=amf)
+        print("ok")
+        P, Q = tables()
+        expect(lambda: K.mf_bpr_train_epoch(P, Q, u, i, j, batch_size=2**63, state=adam(P, Q)), "batch_size")
+        expect(lambda: K.mf_bpr_train_epoch(P, Q, u, i, j, batch_size=2, threads=2**31, state=adam(P, Q)), "threads")
+        expect(lambda: K.mf_bpr_train_epoch(P, Q, u, i, j, batch_size=2, step=2**63 - 1, state=adam(P, Q)), "step")
+        expect(lambda: K.mf_bpr_train_epoch(P, Q, u, i, j, batch_size=2, step=-1, state=adam(P, Q)), "step")
+        expect(lambda: K.mf_bpr_train_epoch(P, Q, u[:0], i[:0], j[:0], batch_size=2, state=adam(P, Q)), "users")
+        expect(lambda: K.mf_bpr_train_epoch(P, Q, u, i, j.astype(np.float64), batch_size=2, state=adam(P, Q)), "neg")
+        expect(lambda: K.mf_bpr_train_epoch(P.astype(np.float16), Q, u, i, j, batch_size=2, state=adam(P, Q)), "P")
+        expect(lambda: K.mf_bpr_train_epoch(P, Q, np.array([2**62, 0, 0]), i, j, batch_size=2, state=adam(P, Q)),
+               "users[0]")
+        expect(lambda: K.mf_bpr_train_epoch(P, Q, u, i, np.array([-1, 0, 0]), batch_size=2, state=adam(P, Q)),
+               "neg[0]")
+        expect(lambda: K.mf_bpr_train_epoch(np.zeros((0, 5), np.float32), Q, u, i, j, batch_size=2, state=[]),
+               "users[0]", "state")
+        for bad in (np.nan, np.inf, -np.inf):
+            P, Q = tables()
+            P[0, 0] = bad
+            loss, _ = K.mf_bpr_train_epoch(P, Q, u, i, j, batch_size=2, state=adam(P, Q), threads=2, adversary=amf)
+            assert isinstance(loss, float) and (np.isnan(loss) if bad != bad else True)  # NaN propagates
+        print("ok")
+    """, 12, tmp_path)
+    assert [line.split()[0] for line in lines] == ["ok"] + ["raised"] * 10 + ["ok"]

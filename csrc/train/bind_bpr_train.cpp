@@ -1,6 +1,7 @@
 // Binding of the BPR-MF training epoch (bpr_train.h): strict checks (dtype, layout, shapes,
 // writability, no aliasing between the arrays written, index ranges, hyper-parameters) before
 // the kernel writes anything, then the kernel without the GIL.
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -51,7 +52,11 @@ py::tuple mf_bpr_train_epoch(const py::object& P_obj, const py::object& Q_obj,
   if (batch_size < 1) throw ArgError("batch_size must be >= 1, got " + str(batch_size));
   if (threads < 1 || threads > kMaxThreads)
     throw ArgError("threads must be in [1, " + str(kMaxThreads) + "], got " + str(threads));
-  if (step < 0) throw ArgError("step must be >= 0, got " + str(step));
+  // one optimiser step per batch: the counter must not overflow over the epoch
+  const int64_t n_batches = n / batch_size + (n % batch_size != 0);
+  if (step < 0 || step > INT64_MAX - n_batches)
+    throw ArgError("step must be in [0, " + str(INT64_MAX - n_batches) + "] (one optimiser step per batch of " +
+                   str(n_batches) + "), got " + str(step));
   check_finite(l2, "l2", false);
   check_finite(lr, "lr", true);
   check_finite(weight_decay, "weight_decay", false);
