@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Tuple, Union, runtime_checkable
+from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ from ..models.capabilities import BPRTables
 ENGINES = ("auto", "compiled", "torch")
 
 # Tables (user + item rows x dim) from which threads=None gives the compiled engine two threads
-# (bench/README.md, "Training speed": one thread is faster below, on an idle 2-core machine).
+# (bench/README.md, "BPR-MF training against implicit and Cornac": one thread is faster below, on
+# an idle 2-core machine).
 TWO_THREADS_FROM = 2_000_000
 
 
@@ -103,7 +104,3 @@ class CompiledBPR:
                 weight_decay=self.weight_decay, state=self.state, step=self.step,
                 adversary=self.plan.adversary, threads=self.threads)
         return loss
-
-    @property
-    def tables(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.plan.P, self.plan.Q
