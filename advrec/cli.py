@@ -360,14 +360,16 @@ def _demo_poison(config) -> List[Dict[str, object]]:
 _RUN_ONLY = {"amr": ("amr_eps", "amr_lam", "cold_share", "features"),
              "cat": ("models", "eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs"),
              "poison": ("attacks", "sizes", "victims", "n_targets", "target_pools"),
-             "detect": ("sizes", "fillers", "detectors", "unseen_attacks")}
+             "detect": ("sizes", "fillers", "detectors", "unseen_attacks"),
+             "gan": ("workers",)}
 #: config field -> the flag that sets it, for the config's own ``validate()`` messages
 _RUN_FLAGS = {"seeds": "--seeds", "models": "--models", "eps": "--eps", "lam1": "--lam1", "lam2": "--lam2",
               "epochs": "--epochs", "adv_epochs": "--adv-epochs", "max_len": "--max-len", "last_k": "--max-len",
               "amr_eps": "--amr-eps", "amr_lam": "--amr-lam", "cold_share": "--cold-share", "data_path": "--data",
               "data_format": "--format", "features_path": "--features", "attacks": "--attacks", "sizes": "--sizes",
               "victims": "--victims", "n_targets": "--n-targets", "target_pools": "--target-pools",
-              "fillers": "--fillers", "detectors": "--detectors", "unseen_attacks": "--unseen-attacks"}
+              "fillers": "--fillers", "detectors": "--detectors", "unseen_attacks": "--unseen-attacks",
+              "workers": "--workers"}
 _ATTACK_FLAGS = {"seeds": "--seeds", "eps": "--eps", "steps": "--steps", "accept_steps": "--steps",
                  "norm": "--norm", "data_path": "--data", "data_format": "--format"}
 
@@ -393,7 +395,7 @@ def _check_run(args: argparse.Namespace):
         _check_float(getattr(args, name), _flag(name))
     _check_count(args.n_targets, "--n-targets", minimum=None)
     make = {"amr": _amr_config, "cat": _cat_config, "poison": _poison_config,
-            "detect": _detect_config}[args.experiment]
+            "detect": _detect_config, "gan": _gan_config}[args.experiment]
     config = _validated(lambda: make(args), _RUN_FLAGS)
     _check_data(args)
     if args.experiment == "amr":
@@ -468,6 +470,20 @@ def _detect_config(args: argparse.Namespace):
     return DetectConfig.quick(**overrides) if args.quick else DetectConfig(**overrides)
 
 
+def _gan_config(args: argparse.Namespace):
+    from .experiments.gan import GANConfig
+
+    if args.data is not None:
+        raise ArgumentRefused("--data does not apply to `advrec run gan` (CFGAN's protocol on ML-100K)")
+    overrides: Dict[str, Any] = dict(progress=_progress(args))
+    if args.seeds is not None:
+        overrides["seeds"] = tuple(args.seeds)
+    if args.workers is not None:
+        _check_count(args.workers, "--workers")
+        overrides["workers"] = args.workers
+    return GANConfig.quick(**overrides) if args.quick else GANConfig(**overrides)
+
+
 def _input_error_flag(args: argparse.Namespace, err: ValueError) -> Optional[str]:
     """The flag whose file an error of the run is about, or None."""
     msg = str(err)
@@ -513,6 +529,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         return _experiment(args, "shilling attacks against retrained victims", run_poison, poison_report,
                            {k: _RUN_FLAGS[k] for k in ("n_targets", "sizes")})
+    if args.experiment == "gan":
+        from .experiments import gan_report
+        from .experiments.gan import run_gan
+
+        return _experiment(args, "IRGAN and CFGAN against ItemPop and BPR-MF", run_gan, gan_report)
     if args.experiment == "detect":
         from .experiments import detect_report
         from .experiments.detect import run_detect
@@ -640,13 +661,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "on the poisoned ratings and WRMF, BPR-MF and LightGCN on the same log as "
                                      "implicit feedback; detect = fake-profile detectors (SVM, random forest, "
                                      "DegreeSAD, PCA-SelectUsers) under leave-one-attack-type-out, and detector + "
-                                     "retrain and trimmed ALS against the shilling attacks on ExplicitMF")
-    run.add_argument("experiment", choices=("amr", "cat", "poison", "detect"), help="which experiment")
+                                     "retrain and trimmed ALS against the shilling attacks on ExplicitMF; gan = "
+                                     "IRGAN and CFGAN against ItemPop and BPR-MF under CFGAN's protocol, and "
+                                     "FGSM/PGD on the GAN-trained models")
+    run.add_argument("experiment", choices=("amr", "cat", "poison", "detect", "gan"), help="which experiment")
     run.add_argument("--quick", action="store_true",
                      help="one seed and short phases (a few minutes); amr: short AMR training and curves, no "
                           "cold-item split; cat: SASRec, adv_cas only, no ablations; poison: UserKNN, random and "
                           "average at 5%%, 3 targets per pool (seconds); detect: SVM and PCA-SelectUsers, size and "
-                          "filler 5%% (under a minute)")
+                          "filler 5%% (under a minute); gan: seed 0, short games (about a minute)")
     run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                      help="seeds to average over (default 0 1 2; --quick: 0)")
     run.add_argument("--models", type=str, nargs="+", default=None, metavar="M",
@@ -698,6 +721,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="format of --data (default: guessed from the name)")
     run.add_argument("--features", type=str, default=None, metavar="PATH",
                      help="item features (.npy in item order, or .npz keyed by item id), e.g. CNN image features")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="gan: run the seeds in N processes (the same numbers as one after the other; default 1)")
     run.add_argument("--out", type=str, default=None,
                      help="directory for amr.json / cat.json / poison.json / detect.json, the Markdown report and the "
                           "PNG figures")

@@ -5,6 +5,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .eals import fit_eals
 from .classifier import ClassifierHistory, ClassifierTrainer, accuracy, evaluate, predict
 from .fm_robust import FMRobustLoss
+from .gan import GANHistory, GANPlayers, GANTrainer
 from .rfm import rfm_loss
 from .sequential import SequenceTrainer
 from .trainer import History, Trainer
@@ -14,4 +15,4 @@ __all__ = ["Trainer", "History", "save_checkpoint", "load_checkpoint", "Classifi
            "cascade_effects",
            "ClassifierHistory", "accuracy", "evaluate", "predict", "rfm_loss", "FMRobustLoss",
            "AdversarialRegularizer", "AMRLoss", "train_amf", "train_amr", "fit_eals",
-           "SequenceTrainer", "TrimmedExplicitMF", "squared_residuals"]
+           "SequenceTrainer", "TrimmedExplicitMF", "squared_residuals", "GANTrainer", "GANHistory", "GANPlayers"]
