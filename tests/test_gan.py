@@ -332,3 +332,25 @@ def test_checkpoint_round_trip(tmp_path, make):
     assert type(back) is type(m) and back.config() == m.config()
     users = torch.arange(6)
     assert torch.equal(back.full_scores(users), m.full_scores(users))
+
+
+def test_irgan_discriminator_negatives_come_from_the_generator():
+    train = _log()
+    m = IRGAN(train.n_users, train.n_items, dim=2, seed=0)
+    m.gan_setup(train)
+    with torch.no_grad():
+        m.generator.item_bias[7] = 50.0          # the generator puts all its mass on item 7
+    seen = {}
+    original = m.discriminator_loss
+
+    def spy(users, items, labels):
+        seen["pairs"] = (users.clone(), items.clone(), labels.clone())
+        return original(users, items, labels)
+
+    m.discriminator_loss = spy
+    m.discriminator_epoch(torch.optim.SGD(m.discriminator.parameters(), lr=0.0), 10_000, torch.Generator())
+    users, items, labels = seen["pairs"]
+    assert int(labels.sum()) == len(train) and len(labels) == 2 * len(train)
+    assert torch.all(items[labels == 0] == 7)
+    # one negative per training positive, for the same user
+    assert torch.equal(torch.sort(users[labels == 0]).values, torch.sort(users[labels == 1]).values)

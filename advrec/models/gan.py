@@ -246,10 +246,14 @@ class IRGAN(Recommender):
         """One pass over (user, positive, 1) and (user, generated item, 0) pairs: for each
         training positive, one item drawn from the generator's ``softmax(s_G / d_temperature)``."""
         positives = self._need_setup()
-        users, items = positives.nonzero(as_tuple=True)
+        users, items = positives.nonzero(as_tuple=True)       # grouped by user, ascending
+        counts = positives.sum(1).long()
         with torch.no_grad():
             probs = torch.softmax(self.generator.all_logits(torch.arange(self.n_users)) / self.d_temperature, 1)
-            fake = torch.multinomial(probs[users], 1, generator=generator).squeeze(1)
+            # |positives_u| draws per user: one multinomial per user row, not one per pair
+            drawn = torch.multinomial(probs, max(1, int(counts.max())), replacement=True, generator=generator)
+            rank = torch.arange(len(users)) - (torch.cumsum(counts, 0) - counts)[users]
+            fake = drawn[users, rank]
         u = torch.cat([users, users])
         i = torch.cat([items, fake])
         y = torch.cat([torch.ones(len(users)), torch.zeros(len(users))])
