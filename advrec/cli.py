@@ -361,7 +361,7 @@ _RUN_ONLY = {"amr": ("amr_eps", "amr_lam", "cold_share", "features"),
              "cat": ("models", "eps", "lam1", "lam2", "adv_epochs", "max_len", "epochs"),
              "poison": ("attacks", "sizes", "victims", "n_targets", "target_pools"),
              "detect": ("sizes", "fillers", "detectors", "unseen_attacks"),
-             "gan": ("workers",)}
+             "gan": ("workers", "irgan_sampler")}
 #: config field -> the flag that sets it, for the config's own ``validate()`` messages
 _RUN_FLAGS = {"seeds": "--seeds", "models": "--models", "eps": "--eps", "lam1": "--lam1", "lam2": "--lam2",
               "epochs": "--epochs", "adv_epochs": "--adv-epochs", "max_len": "--max-len", "last_k": "--max-len",
@@ -369,7 +369,7 @@ _RUN_FLAGS = {"seeds": "--seeds", "models": "--models", "eps": "--eps", "lam1": 
               "data_format": "--format", "features_path": "--features", "attacks": "--attacks", "sizes": "--sizes",
               "victims": "--victims", "n_targets": "--n-targets", "target_pools": "--target-pools",
               "fillers": "--fillers", "detectors": "--detectors", "unseen_attacks": "--unseen-attacks",
-              "workers": "--workers"}
+              "workers": "--workers", "irgan_sampler": "--irgan-sampler"}
 _ATTACK_FLAGS = {"seeds": "--seeds", "eps": "--eps", "steps": "--steps", "accept_steps": "--steps",
                  "norm": "--norm", "data_path": "--data", "data_format": "--format"}
 
@@ -481,6 +481,8 @@ def _gan_config(args: argparse.Namespace):
     if args.workers is not None:
         _check_count(args.workers, "--workers")
         overrides["workers"] = args.workers
+    if args.irgan_sampler is not None:
+        overrides["irgan_sampler"] = args.irgan_sampler
     return GANConfig.quick(**overrides) if args.quick else GANConfig(**overrides)
 
 
@@ -721,6 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="format of --data (default: guessed from the name)")
     run.add_argument("--features", type=str, default=None, metavar="PATH",
                      help="item features (.npy in item order, or .npz keyed by item id), e.g. CNN image features")
+    run.add_argument("--irgan-sampler", choices=("reinforce", "gumbel"), default=None,
+                     help="gan: how IRGAN's generator learns from its samples (default reinforce: the paper's policy "
+                          "gradient; gumbel: Gumbel-softmax relaxed samples)")
     run.add_argument("--workers", type=int, default=None, metavar="N",
                      help="gan: run the seeds in N processes (the same numbers as one after the other; default 1)")
     run.add_argument("--out", type=str, default=None,
