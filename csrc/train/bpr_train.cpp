@@ -224,13 +224,15 @@ ADVREC_INLINE void sgd_loop(float* p, float* g, int64_t e0, int64_t e1, const St
 // The FGSM perturbation of table T's rows (rows[0, n_rows), or every row 0..n_rows-1 when rows
 // is null; G the clean gradient): Tp[r] = T[r] + delta_r, delta_r = eps * G[r] / |G[r]| (l2;
 // the norm over 16 float lanes; a zero row takes no step), eps * sign(G[r]) (linf), or the l2
-// step clipped to [-eps, eps] (l2-step-linf-clip). Then, where count is not null, the row's L2
-// term: G[r] += (l2_unit * count[r]) T[r] (l2_unit = 2 l2 / B), read while the row is at hand.
+// step clipped to [-eps, eps] (l2-step-linf-clip); rows with count[r] == 0 (the batch does not
+// touch them) are skipped. Then, where l2_unit != 0, the row's L2 term:
+// G[r] += (l2_unit * count[r]) T[r] (l2_unit = 2 l2 / B), read while the row is at hand.
 ADVREC_INLINE void perturb_rows_body(const float* T, float* G, float* Tp, int64_t dim,
                                      const int64_t* rows, int64_t n_rows, int norm, float eps,
                                      const int64_t* count, double l2_unit) {
   for (int64_t k = 0; k < n_rows; ++k) {
     const int64_t r = rows ? rows[k] : k;
+    if (count[r] == 0) continue;  // not in this batch: its perturbed row is never read
     const float* t = T + r * dim;
     float* g = G + r * dim;
     float* out = Tp + r * dim;
@@ -254,7 +256,7 @@ ADVREC_INLINE void perturb_rows_body(const float* T, float* G, float* Tp, int64_
         for (d = 0; d < dim; ++d) out[d] = t[d] + g[d] * scale;
       }
     }
-    if (count && count[r] != 0) {
+    if (l2_unit != 0.0) {
       const float c = static_cast<float>(l2_unit * static_cast<double>(count[r]));
 #pragma omp simd
       for (int64_t d = 0; d < dim; ++d) g[d] += c * t[d];
@@ -462,14 +464,14 @@ double mf_bpr_train_epoch(float* P, int64_t n_users, float* Q, int64_t n_items, 
       // FGSM from the clean gradient, then each row's L2 term while the row is at hand.
       if (adv.user) {
         kern.perturb(P, gP.data(), Pt.data(), dim, touchedU.list(), touchedU.size(), norm, eps,
-                     l2 > 0.0 ? touchedU.count.data() : nullptr, l2_unit);
+                     touchedU.count.data(), l2 > 0.0 ? l2_unit : 0.0);
         Pa = Pt.data();
       } else if (l2 > 0.0) {
         l2_rows(P, gP.data(), dim, touchedU, l2_unit);
       }
       if (adv.item) {
         kern.perturb(Q, gQ.data(), Qt.data(), dim, touchedI.list(), touchedI.size(), norm, eps,
-                     l2 > 0.0 ? touchedI.count.data() : nullptr, l2_unit);
+                     touchedI.count.data(), l2 > 0.0 ? l2_unit : 0.0);
         Qa = Qt.data();
       } else if (l2 > 0.0) {
         l2_rows(Q, gQ.data(), dim, touchedI, l2_unit);
