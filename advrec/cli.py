@@ -11,6 +11,7 @@ ends the command with one line on stderr naming it and exit status 2. No flag ma
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -374,9 +375,49 @@ _ATTACK_FLAGS = {"seeds": "--seeds", "eps": "--eps", "steps": "--steps", "accept
                  "norm": "--norm", "data_path": "--data", "data_format": "--format"}
 
 
+RUN_EXPERIMENTS = ("amr", "cat", "poison", "detect", "gan")
+
+
+def _is_experiment_file(name: str) -> bool:
+    return name.endswith((".yaml", ".yml"))
+
+
+def _check_file_run(args: argparse.Namespace):
+    """``advrec run FILE.yaml key=value ...``: the file's settings, the overrides, --out and
+    --no-progress; the per-experiment flags are refused (a file run sets fields as key=value)."""
+    from .experiments import files
+
+    given = [n for names in _RUN_ONLY.values() for n in names if getattr(args, n, None) is not None]
+    given += [n for n in ("seeds", "data", "format", "epochs") if getattr(args, n, None) is not None]
+    if args.quick:
+        given.append("quick")
+    if given:
+        name = _flag(given[0])
+        raise ArgumentRefused(f"{name} does not apply to an experiment file: set the field as key=value "
+                              "(e.g. seeds=[0]), or run the -quick file for the quick settings")
+    overrides = list(args.overrides)
+    try:
+        spec = files.resolve(args.experiment, overrides)
+        if args.no_progress and "progress" in {f.name for f in dataclasses.fields(spec.config)}:
+            spec = files.resolve(args.experiment, overrides + ["progress=false"])
+    except ValueError as err:
+        raise ArgumentRefused(str(err)) from None
+    stem = files.KINDS[spec.experiment].module
+    _check_out(args.out, (f"{stem}.json", f"{stem}.md"))
+    return spec
+
+
 def _check_run(args: argparse.Namespace):
     """The flags of the other experiments, the counts, seeds and float bounds, the config's own
     ``validate()``, then the files (--data, --features, --out)."""
+    if _is_experiment_file(args.experiment):
+        return _check_file_run(args)
+    if args.experiment not in RUN_EXPERIMENTS:
+        raise ArgumentRefused(f"EXPERIMENT must be one of {', '.join(RUN_EXPERIMENTS)} or an experiment file "
+                              f"(.yaml), got {args.experiment!r}")
+    if args.overrides:
+        raise ArgumentRefused(f"key=value overrides ({args.overrides[0]}) apply to experiment files: "
+                              f"advrec run advrec/experiments/configs/{args.experiment}.yaml {args.overrides[0]}")
     refused: Dict[tuple, List[str]] = {}   # the experiments a flag applies to -> the flags given
     for name in dict.fromkeys(n for names in _RUN_ONLY.values() for n in names):
         if name in _RUN_ONLY.get(args.experiment, ()) or getattr(args, name) is None:
@@ -520,6 +561,12 @@ def _experiment(args: argparse.Namespace, what: str, run, report, flags: Optiona
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if _is_experiment_file(args.experiment):
+        from .experiments import files
+
+        spec = args.config
+        _, _, report = files.KINDS[spec.experiment].load()
+        return _experiment(args, f"{spec.experiment} from {args.experiment}", files.run, report)
     if args.experiment == "cat":
         from .experiments import cat_report
         from .experiments.cat import run_cat
@@ -584,12 +631,9 @@ def _check_certify(args: argparse.Namespace):
         _check_count(getattr(args, name), _flag(name))
     _check_seeds([args.seed], "--seed")
     _check_out(args.out, ("fm_certify.json", "fm_certify.md"))
-    config = FMCertifyConfig(seed=args.seed, epochs=args.epochs, rt_epochs=args.rt_epochs,
-                             node_budget=args.node_budget, progress=_progress(args))
-    if args.quick:
-        config.rt_qs, config.eval_qs, config.attack_qs = (2,), (1, 2, 3, 4), (1, 2)
-        config.exact_models = ("FM",)
-    return config
+    make = FMCertifyConfig.quick if args.quick else FMCertifyConfig
+    return make(seed=args.seed, epochs=args.epochs, rt_epochs=args.rt_epochs, node_budget=args.node_budget,
+                progress=_progress(args))
 
 
 def _cmd_certify(args: argparse.Namespace) -> int:
@@ -666,7 +710,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "retrain and trimmed ALS against the shilling attacks on ExplicitMF; gan = "
                                      "IRGAN and CFGAN against ItemPop and BPR-MF under CFGAN's protocol, and "
                                      "FGSM/PGD on the GAN-trained models")
-    run.add_argument("experiment", choices=("amr", "cat", "poison", "detect", "gan"), help="which experiment")
+    run.add_argument("experiment", metavar="EXPERIMENT",
+                     help=f"which experiment ({', '.join(RUN_EXPERIMENTS)}), or an experiment file (.yaml: "
+                          "advrec/experiments/configs/ has one per experiment; see docs/experiments.md)")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="with an experiment file: set a field, e.g. seeds=[0] or cfgan_epochs=100 (YAML values)")
     run.add_argument("--quick", action="store_true",
                      help="one seed and short phases (a few minutes); amr: short AMR training and curves, no "
                           "cold-item split; cat: SASRec, adv_cas only, no ablations; poison: UserKNN, random and "

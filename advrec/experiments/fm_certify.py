@@ -52,6 +52,13 @@ class FMCertifyConfig:
     threads: Optional[int] = 1  # measured faster than 2 for models this small
     progress: Optional[bool] = None
 
+    @classmethod
+    def quick(cls, **overrides: Any) -> "FMCertifyConfig":
+        """One FM-RT budget (q=2), q=1..4, exact search on FM only (``advrec certify --quick``)."""
+        base: Dict[str, Any] = dict(rt_qs=(2,), eval_qs=(1, 2, 3, 4), attack_qs=(1, 2), exact_models=("FM",))
+        base.update(overrides)
+        return cls(**base)
+
 
 @dataclass(frozen=True)
 class FMModelRow:

@@ -1,0 +1,195 @@
+"""Experiments as files: a YAML file names an experiment and its settings, and one runner runs it.
+
+    experiment: gan          # attack (MSAP), certify (FM), amr, cat, poison, detect, gan
+    quick: false             # start from the experiment's quick settings instead of the full ones
+    config:                  # fields of the experiment's config class (GANConfig, ...)
+      seeds: [0, 1, 2]
+
+``advrec run FILE.yaml [key=value ...]`` and ``advrec.experiments.run(FILE_or_mapping)`` read it;
+``key=value`` overrides a field (``seeds=[0]``, ``config.cfgan_epochs=100``, ``quick=true``;
+values are YAML). The shipped files (``advrec/experiments/configs/*.yaml``, ``shipped()``) hold
+every field of each experiment's defaults, so running one reproduces its committed report.
+
+PyYAML, not OmegaConf: the files are plain data (no interpolation, no merging of file trees), and
+``yaml.safe_load`` builds nothing but dicts, lists and scalars.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where an experiment lives: its config class, runner and report module."""
+
+    module: str
+    config: str
+    runner: str
+    report: str
+
+    def load(self) -> Tuple[type, Callable[..., Any], Any]:
+        mod = importlib.import_module(f"advrec.experiments.{self.module}")
+        report = importlib.import_module(f"advrec.experiments.{self.report}")
+        return getattr(mod, self.config), getattr(mod, self.runner), report
+
+
+KINDS: Dict[str, Kind] = {
+    "attack": Kind("msap", "MSAPConfig", "run_msap", "msap_report"),
+    "certify": Kind("fm_certify", "FMCertifyConfig", "run_fm_certify", "fm_certify_report"),
+    "amr": Kind("amr", "AMRConfig", "run_amr", "amr_report"),
+    "cat": Kind("cat", "CATConfig", "run_cat", "cat_report"),
+    "poison": Kind("poison", "PoisonConfig", "run_poison", "poison_report"),
+    "detect": Kind("detect", "DetectConfig", "run_detect", "detect_report"),
+    "gan": Kind("gan", "GANConfig", "run_gan", "gan_report"),
+}
+
+Source = Union[str, Path, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ExperimentFile:
+    """A resolved experiment file: which experiment, quick or not, and its config object."""
+
+    experiment: str
+    quick: bool
+    config: Any
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The file's content, every field spelt out (lists for tuples): ``dump`` writes it."""
+        return {"experiment": self.experiment, "quick": self.quick, "config": _plain(dataclasses.asdict(self.config))}
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return x
+
+
+def _number(name: str, like: Any, value: Any) -> Any:
+    """``value`` as the kind of number ``like`` is: YAML 1.1 reads ``1e-3`` as a string, and an
+    int where a float is meant is fine; anything else that is not a number is refused."""
+    if isinstance(like, bool) or isinstance(value, bool) or not isinstance(like, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value) if isinstance(like, float) else int(value)
+        except ValueError:
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(like, float) and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    return value
+
+
+def _coerce(name: str, like: Any, value: Any) -> Any:
+    """A field's value from YAML: lists become tuples, numbers take the default's kind."""
+    if isinstance(value, list):
+        items = tuple(like) if isinstance(like, tuple) and like else ()
+        return tuple(_number(name, items[0], v) if items else v for v in value)
+    return _number(name, like, value)
+
+
+def _yaml():
+    try:
+        import yaml
+    except ImportError as err:  # pragma: no cover - pyyaml is a dependency
+        raise ImportError("experiment files need PyYAML (pip install pyyaml)") from err
+    return yaml
+
+
+def _read(source: Source) -> Dict[str, Any]:
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such experiment file")
+    data = _yaml().safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: an experiment file is a mapping with 'experiment' (and 'quick', 'config'), "
+                         f"got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """``key=value`` strings onto the file's mapping: ``experiment``, ``quick`` or a config field
+    (``config.`` prefix optional); the value is read as YAML (``[0, 1]``, ``1e-4``, ``true``)."""
+    settings = data.get("config") or {}
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"config: must be a mapping of the experiment's config fields, got {type(settings).__name__}")
+    out = {**data, "config": dict(settings)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r}: expected key=value, e.g. seeds=[0] or config.epochs=10")
+        value = _yaml().safe_load(text)
+        if key in ("experiment", "quick"):
+            out[key] = value
+        else:
+            out["config"][key[len("config."):] if key.startswith("config.") else key] = value
+    return out
+
+
+def resolve(source: Source, overrides: Sequence[str] = ()) -> ExperimentFile:
+    """The experiment and its config object from a file or mapping, after ``overrides``;
+    unknown names raise a ValueError that lists the known ones."""
+    data = apply_overrides(_read(source), overrides)
+    unknown = set(data) - {"experiment", "quick", "config"}
+    if unknown:
+        raise ValueError(f"unknown top-level keys {sorted(unknown)}; expected experiment, quick, config")
+    name = data.get("experiment")
+    if name not in KINDS:
+        raise ValueError(f"experiment: must be one of {sorted(KINDS)}, got {name!r}")
+    quick = data.get("quick", False)
+    if not isinstance(quick, bool):
+        raise ValueError(f"quick: must be true or false, got {quick!r}")
+    cls, _, _ = KINDS[name].load()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    settings = data.get("config") or {}
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"config: must be a mapping of {cls.__name__} fields, got {type(settings).__name__}")
+    bad = sorted(set(settings) - set(fields))
+    if bad:
+        raise ValueError(f"config: {cls.__name__} has no field{'s' * (len(bad) > 1)} {bad}; its fields are "
+                         f"{sorted(fields)}")
+    base = cls.quick() if quick else cls()
+    values = {k: _coerce(k, getattr(base, k), v) for k, v in settings.items()}
+    config = dataclasses.replace(base, **values)
+    if hasattr(config, "validate"):
+        config.validate()
+    return ExperimentFile(name, quick, config)
+
+
+def run(source: Union[Source, ExperimentFile], overrides: Sequence[str] = (), out: Optional[Union[str, Path]] = None
+        ) -> Any:
+    """Run an experiment file (path, mapping or ``ExperimentFile``); with ``out``, write its
+    report there. Returns the experiment's result record."""
+    spec = source if isinstance(source, ExperimentFile) else resolve(source, overrides)
+    _, runner, report = KINDS[spec.experiment].load()
+    result = runner(spec.config)
+    if isinstance(result, tuple):          # run_fm_certify also returns the trained models
+        result = result[0]
+    if out is not None:
+        report.write_report(result, Path(out))
+    return result
+
+
+def dump(spec: ExperimentFile) -> str:
+    """The YAML text of a resolved experiment (every field)."""
+    return _yaml().safe_dump(spec.to_dict(), sort_keys=False)
+
+
+def shipped() -> List[Path]:
+    """The experiment files that come with advrec, one per experiment at its defaults."""
+    return sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+__all__ = ["KINDS", "ExperimentFile", "resolve", "run", "dump", "shipped", "apply_overrides", "CONFIG_DIR"]
