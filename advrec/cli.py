@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import os
 import sys
@@ -783,7 +784,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run, check=_check_run)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
     info.set_defaults(func=_cmd_info, check=lambda args: None)
+    for command in (demo, cert, att, run, info):
+        command.add_argument("--log-file", type=str, default=None, metavar="PATH",
+                             help="also write advrec's log (data sources, rows removed, warnings) to PATH, "
+                                  "appending, one timestamped line per message")
     return parser
+
+
+def _check_log_file(path: Optional[str]) -> None:
+    """--log-file: not a directory, in an existing writable directory."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ArgumentRefused(f"--log-file: {path} is a directory")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ArgumentRefused(f"--log-file: {parent} is not a writable directory")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ArgumentRefused(f"--log-file: {path} is not writable")
+
+
+def _log_to_file(path: str) -> logging.Handler:
+    """Append the ``advrec`` logger's messages to ``path`` with a timestamp and level."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("advrec").addHandler(handler)
+    return handler
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -795,12 +822,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{args.prog}: error: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
         raise SystemExit(2)
     try:
+        _check_log_file(args.log_file)
         args.config = args.check(args)
     except ArgumentRefused as err:
         print(f"{args.prog}: error: {err}", file=sys.stderr)
         return 2
     show_reports()  # the library only has a NullHandler: the command prints its reports
-    return int(args.func(args))
+    handler = _log_to_file(args.log_file) if args.log_file else None
+    try:
+        return int(args.func(args))
+    finally:
+        if handler is not None:
+            logging.getLogger("advrec").removeHandler(handler)
+            handler.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

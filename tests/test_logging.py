@@ -85,3 +85,27 @@ def test_loading_a_dataset_three_times_names_its_source_once(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [line for line in res.stderr.splitlines() if line.startswith("advrec: ml-100k:")]
     assert len(lines) == 1, res.stderr
+
+
+def test_cli_log_file_appends_the_reports_with_timestamps(tmp_path, capsys):
+    from advrec.cli import main
+
+    log = tmp_path / "advrec.log"
+    log.write_text("earlier line\n")
+    _logging._reported_once.clear()      # the data source is reported once per process
+    assert main(["run", "poison", "--quick", "--no-progress", "--log-file", str(log)]) == 0
+    lines = log.read_text().splitlines()
+    assert lines[0] == "earlier line"                       # appended, not overwritten
+    assert any("INFO advrec: ml-100k: " in line for line in lines[1:])
+    assert all(line[:4].isdigit() for line in lines[1:])     # each message timestamped
+    import logging
+    assert not any(isinstance(h, logging.FileHandler) for h in logging.getLogger("advrec").handlers)
+
+
+def test_cli_log_file_is_checked_before_any_work(tmp_path, capsys):
+    from advrec.cli import main
+
+    assert main(["info", "--log-file", str(tmp_path)]) == 2
+    assert "--log-file" in capsys.readouterr().err
+    assert main(["run", "gan", "--quick", "--log-file", str(tmp_path / "missing" / "x.log")]) == 2
+    assert "not a writable directory" in capsys.readouterr().err

@@ -58,3 +58,30 @@ def test_a_loaded_dataset_names_its_origin_without_a_local_path():
     ds = D.load("ml-100k")
     assert ds.portable_source() and str(cache_dir()) not in ds.portable_source()
     assert str(cache_dir()) in ds.source or not ds.source.startswith("/")   # the local copy stays known
+
+
+def test_config_hash_names_the_settings_not_the_display():
+    from advrec.experiments.gan import GANConfig
+    from advrec.experiments.provenance import config_sha256
+
+    base = config_sha256(GANConfig())
+    assert base == config_sha256(GANConfig(progress=False, workers=3))     # same numbers, same hash
+    assert base != config_sha256(GANConfig(seeds=(0,)))
+    assert base != config_sha256(GANConfig(cfgan_lr=1e-3))
+    assert len(base) == 64 and config_sha256({"a": (1, 2)}) == config_sha256({"a": [1, 2]})
+
+
+def test_collect_records_the_thread_count():
+    import torch
+
+    p = collect()
+    assert p.torch_threads == torch.get_num_threads()
+    assert f"{p.torch_threads} torch thread" in p.line()
+    old_dict = {k: v for k, v in p.to_dict().items() if k not in ("torch_threads", "omp_threads", "config_sha256")}
+    old = Provenance.from_dict(old_dict)
+    assert old.torch_threads is None and "torch thread" not in old.line()   # reports written before
+    assert old.to_dict() == old_dict                                        # round-trip unchanged
+    from advrec.experiments.gan import GANConfig
+    from advrec.experiments.provenance import config_sha256
+    q = collect(config=GANConfig())
+    assert q.config_sha256 == config_sha256(GANConfig()) and "Config SHA-256 " + q.config_sha256[:16] in q.line()

@@ -545,4 +545,4 @@ def run_amr(config: Optional[AMRConfig] = None) -> AMRResult:
     show = sys.stderr.isatty() if config.progress is None else bool(config.progress)
     seeds = [_run_seed(data, config, seed, show) for seed in config.seeds]
     return AMRResult(config=config, data=data.source, features=data.feature_source, seeds=seeds,
-                     seconds=time.perf_counter() - start, provenance=collect(data.inter))
+                     seconds=time.perf_counter() - start, provenance=collect(data.inter, config))

@@ -448,4 +448,4 @@ def _run(config: CATConfig) -> CATResult:
     seeds = [CATSeed(seed, {name: _run_model(name, data, config, seed, show) for name in config.models})
              for seed in config.seeds]
     return CATResult(config=config, data=data.source, seeds=seeds, seconds=time.perf_counter() - start,
-                     provenance=collect(data.inter))
+                     provenance=collect(data.inter, config))

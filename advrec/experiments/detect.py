@@ -777,7 +777,7 @@ def run_detect(config: Optional[DetectConfig] = None) -> DetectResult:
     with _progress_bar(len(config.seeds) * per_seed, show) as bar:
         seeds = [_run_seed(config, data, bar) for data in prepared]
     return DetectResult(config=config, data=source, seeds=seeds, seconds=time.perf_counter() - start,
-                        provenance=collect(inter))
+                        provenance=collect(inter, config))
 
 
 __all__ = ["DETECTORS", "SUPERVISED", "TRIMMED", "NO_DEFENCE", "DEFENCES", "UNSEEN_ATTACKS", "K", "DetectConfig",

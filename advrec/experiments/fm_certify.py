@@ -232,4 +232,4 @@ def run_fm_certify(config: FMCertifyConfig = FMCertifyConfig()) -> Tuple[FMCerti
     seconds["train"] = time.perf_counter() - start
     result = evaluate_models(config, data, models, FMCertifyResult(config=config, data=data.describe(),
                                                                    seconds=seconds))
-    return replace(result, provenance=collect(data)), models
+    return replace(result, provenance=collect(data, config)), models

@@ -295,7 +295,7 @@ def run_gan(config: Optional[GANConfig] = None) -> GANResult:
             seeds = list(pool.map(_seed_in_process, [(inter, config, s) for s in config.seeds]))
     else:
         seeds = [run_seed(inter, config, s) for s in config.seeds]
-    return GANResult(config, f"{config.dataset} ({ds.portable_source()})", seeds, collect(inter))
+    return GANResult(config, f"{config.dataset} ({ds.portable_source()})", seeds, collect(inter, config))
 
 
 __all__ = ["GANConfig", "GANSeed", "GANResult", "run_gan", "run_seed", "cfgan_split", "MODELS", "PAPER",

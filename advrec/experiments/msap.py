@@ -497,4 +497,4 @@ def run_msap(config: Optional[MSAPConfig] = None, pretrained: Optional[Mapping[i
     seeds = [_run_seed(data, config, seed, pretrained.get(seed), show) for seed in config.seeds]
     return MSAPResult(config=config, data=data.source,
                       group_names={name: tuple(g.names) for name, g in data.groups.items()},
-                      seeds=seeds, seconds=time.perf_counter() - start, provenance=collect(data.inter))
+                      seeds=seeds, seconds=time.perf_counter() - start, provenance=collect(data.inter, config))

@@ -530,7 +530,7 @@ def run_poison(config: Optional[PoisonConfig] = None) -> PoisonResult:
     with _progress_bar(total, show) as bar:
         seeds = [_run_seed(config, data, bar) for data in prepared]
     return PoisonResult(config=config, data=source, seeds=seeds, seconds=time.perf_counter() - start,
-                        provenance=collect(inter))
+                        provenance=collect(inter, config))
 
 
 __all__ = ["ATTACKS", "ALL_ATTACKS", "HAND_CRAFTED", "OPTIMISED", "CRAFTED_ON", "IMPLICIT_ATTACKS", "PUSH_ATTACKS",

@@ -21,6 +21,9 @@ import numpy as np
 from .._version import __version__
 
 
+LATER_FIELDS = ("torch_threads", "omp_threads", "config_sha256")
+
+
 @dataclass(frozen=True)
 class Provenance:
     """One run's environment; ``line()`` is the sentence the Markdown reports end with."""
@@ -36,9 +39,14 @@ class Provenance:
     gpu: Optional[str]
     data_sha256: Optional[str]     # of the interactions the experiment read (see ``data_fingerprint``)
     finished: str                  # UTC, ISO 8601, seconds
+    # added later: absent from older reports, and from to_dict() when None, so those round-trip
+    torch_threads: Optional[int] = None   # torch's intra-op threads when the run ended
+    omp_threads: Optional[str] = None     # OMP_NUM_THREADS as set for the run (None: unset)
+    config_sha256: Optional[str] = None   # ``config_sha256`` of the run's config
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        return {k: v for k, v in d.items() if not (k in LATER_FIELDS and v is None)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Provenance":
@@ -49,8 +57,13 @@ class Provenance:
         stack = f"Python {self.python}, NumPy {self.numpy}" + (f", torch {self.torch}" if self.torch else "")
         gpu = f"; GPU {self.gpu}" if self.gpu else "; no GPU used"
         data = f" Data SHA-256 {self.data_sha256[:16]}…." if self.data_sha256 else ""
+        if self.config_sha256:
+            data += f" Config SHA-256 {self.config_sha256[:16]}…."
+        threads = f", {self.torch_threads} torch thread{'s' * (self.torch_threads != 1)}" \
+            if self.torch_threads is not None else ""
+        omp = f", OMP_NUM_THREADS={self.omp_threads}" if self.omp_threads else ""
         return (f"Run: advrec {self.advrec} ({commit}); {stack}; {self.platform}, {self.cpu}, "
-                f"{self.cores} cores{gpu}; finished {self.finished}.{data}")
+                f"{self.cores} cores{threads}{omp}{gpu}; finished {self.finished}.{data}")
 
 
 def data_fingerprint(data: Any) -> str:
@@ -99,9 +112,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def collect(data: Any = None) -> Provenance:
+def collect(data: Any = None, config: Any = None) -> Provenance:
     """The environment of the run now ending; ``data`` (the Interactions or FM dataset it read)
-    is fingerprinted."""
+    is fingerprinted, ``config`` (the run's settings) hashed (``config_sha256``)."""
     try:
         import torch
         torch_version: Optional[str] = torch.__version__
@@ -113,7 +126,27 @@ def collect(data: Any = None) -> Provenance:
         torch=torch_version, platform=f"{platform.system()} {platform.machine()}", cpu=_cpu_model(),
         cores=os.cpu_count(), gpu=gpu,
         data_sha256=data_fingerprint(data) if data is not None else None,
-        finished=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        finished=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        torch_threads=torch.get_num_threads() if torch_version is not None else None,
+        omp_threads=os.environ.get("OMP_NUM_THREADS"),
+        config_sha256=config_sha256(config) if config is not None else None)
+
+
+#: config fields that never change a number (progress bars; seeds run in processes give the same numbers)
+NOT_HASHED = ("progress", "workers")
+
+
+def config_sha256(config: Any) -> str:
+    """SHA-256 of a config's canonical JSON (keys sorted, tuples as lists, ``NOT_HASHED`` left
+    out): two reports with the same hash ran the same settings."""
+    import json
+
+    from ..report.aggregate import jsonable
+
+    settings = asdict(config) if hasattr(config, "__dataclass_fields__") else dict(config)
+    settings = {k: v for k, v in settings.items() if k not in NOT_HASHED}
+    text = json.dumps(jsonable(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def provenance_entry(p: Optional[Provenance]) -> dict:
@@ -127,4 +160,5 @@ def provenance_from(d: Mapping[str, Any]) -> Optional[Provenance]:
     return Provenance.from_dict(p) if isinstance(p, Mapping) else None
 
 
-__all__ = ["Provenance", "collect", "data_fingerprint", "git_commit", "provenance_entry", "provenance_from"]
+__all__ = ["Provenance", "collect", "data_fingerprint", "git_commit", "provenance_entry", "provenance_from",
+           "config_sha256"]
