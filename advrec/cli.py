@@ -782,13 +782,50 @@ def build_parser() -> argparse.ArgumentParser:
                           "PNG figures")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(func=_cmd_run, check=_check_run)
+    again = sub.add_parser("rerun", help="run again the experiment a report records (its <name>.json) and say "
+                                         "whether the numbers are the same")
+    again.add_argument("report", help="a report's JSON, as --out wrote it (msap.json, gan.json, ...)")
+    again.add_argument("--out", type=str, default=None, help="directory for the new report (default: not kept)")
+    again.set_defaults(func=_cmd_rerun, check=_check_rerun)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
     info.set_defaults(func=_cmd_info, check=lambda args: None)
-    for command in (demo, cert, att, run, info):
+    for command in (demo, cert, att, run, again, info):
         command.add_argument("--log-file", type=str, default=None, metavar="PATH",
                              help="also write advrec's log (data sources, rows removed, warnings) to PATH, "
                                   "appending, one timestamped line per message")
     return parser
+
+
+def _check_rerun(args: argparse.Namespace):
+    from .experiments import files
+
+    path = Path(args.report)
+    if not path.is_file():
+        raise ArgumentRefused(f"{args.report}: no such report")
+    if path.stem not in {k.module for k in files.KINDS.values()}:
+        raise ArgumentRefused(f"{args.report}: a report is named after its experiment "
+                              f"({', '.join(k.module + '.json' for k in files.KINDS.values())})")
+    _check_out(args.out, (path.name,))
+    return None
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from .experiments import files
+
+    try:
+        _, diffs = files.rerun(args.report, args.out)
+    except ValueError as err:
+        print(f"{args.prog}: error: {err}", file=sys.stderr)
+        return 2
+    if not diffs:
+        print(f"{args.prog}: the same numbers as {args.report} (wall times and provenance aside)")
+        return 0
+    print(f"{args.prog}: {len(diffs)} value(s) differ from {args.report}:")
+    for d in diffs[:20]:
+        print("  " + d)
+    if len(diffs) > 20:
+        print(f"  ... and {len(diffs) - 20} more")
+    return 1
 
 
 def _check_log_file(path: Optional[str]) -> None:

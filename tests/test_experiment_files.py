@@ -87,3 +87,39 @@ def test_cli_refuses_flags_and_overrides_in_the_wrong_mode(capsys):
     assert "EXPERIMENT must be one of" in capsys.readouterr().err
     assert main(["run", str(files.CONFIG_DIR / "gan.yaml"), "bogus=1"]) == 2
     assert "has no field ['bogus']" in capsys.readouterr().err
+
+
+def test_rerun_of_a_report_gives_identical_numbers_and_names_a_changed_one(tmp_path, capsys):
+    assert main(["run", "poison", "--quick", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    report = tmp_path / "run" / "poison.json"
+    capsys.readouterr()
+    assert main(["rerun", str(report), "--out", str(tmp_path / "again")]) == 0
+    assert "the same numbers" in capsys.readouterr().out
+    assert _numbers(tmp_path / "again" / "poison.json") == _numbers(report)
+    payload = json.loads(report.read_text())
+    cell = payload["seeds"][0]["pools"]["unpopular"]["victims"]["UserKNN"]["cells"][0]
+    key = next(k for k, v in cell.items() if isinstance(v, float) and "second" not in k)
+    cell[key] += 0.5
+    report.write_text(json.dumps(payload))
+    assert main(["rerun", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "1 value(s) differ" in out and f"/cells[0]/{key}" in out
+
+
+def test_differences_ignore_wall_times_and_provenance():
+    old = {"a": [1.0, {"seconds": 3.0, "b": 2}], "provenance": {"x": 1}, "train_seconds": 5}
+    new = {"a": [1.0, {"seconds": 4.0, "b": 2}], "provenance": {"x": 2}, "train_seconds": 6}
+    assert files.differences(old, new) == []
+    assert files.differences(old, {**new, "a": [1.0, {"b": 3}]}) == ["/a[1]/b: 2 != 3"]
+    assert files.differences({"a": [1]}, {"a": [1, 2]}) == ["/a: 1 entries != 2"]
+    assert files.differences({"a": 1}, {}) == ["/a: only in the old report"]
+
+
+def test_rerun_refuses_what_is_not_a_report(tmp_path, capsys):
+    assert main(["rerun", str(tmp_path / "none.json")]) == 2
+    (tmp_path / "notes.json").write_text("{}")
+    assert main(["rerun", str(tmp_path / "notes.json")]) == 2
+    assert "named after its experiment" in capsys.readouterr().err
+    (tmp_path / "gan.json").write_text("[1]")
+    with pytest.raises(ValueError, match="not a report"):
+        files.rerun(tmp_path / "gan.json")

@@ -182,6 +182,62 @@ def run(source: Union[Source, ExperimentFile], overrides: Sequence[str] = (), ou
     return result
 
 
+#: keys whose values a re-run cannot repeat (wall times, the run's environment)
+UNREPEATABLE = ("provenance",)
+
+
+def _repeatable(key: str) -> bool:
+    return key not in UNREPEATABLE and "second" not in key and "minute" not in key
+
+
+def differences(old: Any, new: Any, path: str = "") -> List[str]:
+    """Where two report payloads differ (``/seeds[0]/metrics/CFGAN/nDCG@20: 0.43 != 0.44``),
+    wall times and provenance left out; numbers must be equal (same seed, same numbers)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: List[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            if not _repeatable(str(k)):
+                continue
+            if k not in old or k not in new:
+                out.append(f"{path}/{k}: only in the {'new' if k in new else 'old'} report")
+            else:
+                out += differences(old[k], new[k], f"{path}/{k}")
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) != len(new):
+            return [f"{path}: {len(old)} entries != {len(new)}"]
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in differences(a, b, f"{path}[{i}]")]
+    return [] if old == new else [f"{path}: {old!r} != {new!r}"]
+
+
+def rerun(report: Union[str, Path], out: Optional[Union[str, Path]] = None) -> Tuple[Any, List[str]]:
+    """Run again the experiment a report (``<name>.json`` as written by ``--out``) records, with
+    the config it holds, and compare: returns the new result and the differences (empty: the
+    same numbers). The new report is written to ``out`` (a temporary folder when None)."""
+    import json
+    import tempfile
+
+    from .records import config_from_dict
+
+    path = Path(report)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such report")
+    name = next((n for n, k in KINDS.items() if k.module == path.stem), None)
+    if name is None:
+        raise ValueError(f"{path}: a report is named after its experiment "
+                         f"({', '.join(k.module + '.json' for k in KINDS.values())})")
+    payload = json.loads(path.read_text())
+    if not isinstance(payload, dict) or "config" not in payload:
+        raise ValueError(f"{path}: not a report (no 'config')")
+    cls, _, _ = KINDS[name].load()
+    config = config_from_dict(cls, payload["config"])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(out) if out is not None else Path(tmp)
+        result = run(ExperimentFile(name, False, config), out=folder)
+        new = json.loads((folder / path.name).read_text())
+    return result, differences(payload, new)
+
+
 def dump(spec: ExperimentFile) -> str:
     """The YAML text of a resolved experiment (every field)."""
     return _yaml().safe_dump(spec.to_dict(), sort_keys=False)
@@ -192,4 +248,5 @@ def shipped() -> List[Path]:
     return sorted(CONFIG_DIR.glob("*.yaml"))
 
 
-__all__ = ["KINDS", "ExperimentFile", "resolve", "run", "dump", "shipped", "apply_overrides", "CONFIG_DIR"]
+__all__ = ["KINDS", "ExperimentFile", "resolve", "run", "rerun", "differences", "dump", "shipped", "apply_overrides",
+           "CONFIG_DIR"]
