@@ -404,7 +404,12 @@ def _check_file_run(args: argparse.Namespace):
     except ValueError as err:
         raise ArgumentRefused(str(err)) from None
     stem = files.KINDS[spec.experiment].module
-    _check_out(args.out, (f"{stem}.json", f"{stem}.md"))
+    if spec.grid:
+        if args.out is None:
+            raise ArgumentRefused("a grid needs --out DIR: its cells are kept there, so a re-run resumes")
+        _check_out(args.out, ("grid.json", "grid.md"))
+    else:
+        _check_out(args.out, (f"{stem}.json", f"{stem}.md"))
     return spec
 
 
@@ -566,6 +571,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .experiments import files
 
         spec = args.config
+        if spec.grid:
+            from .experiments.grid import render, run_grid
+
+            records = run_grid(spec, Path(args.out))
+            print(f"\n{args.prog}:")
+            print(render(spec, records))
+            print(f"grid written: {Path(args.out) / 'grid.json'}, {Path(args.out) / 'grid.md'}")
+            return 0
         _, _, report = files.KINDS[spec.experiment].load()
         return _experiment(args, f"{spec.experiment} from {args.experiment}", files.run, report)
     if args.experiment == "cat":
@@ -854,6 +867,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Parse, check every argument (exit 2 with one line on stderr naming the bad one, before any
     work), then run the command on the checked config."""
     args, extra = build_parser().parse_known_args(argv)
+    if args.command == "run":   # key=value overrides given after options (argparse takes them before only)
+        overrides = [e for e in extra if "=" in e and not e.startswith("-")]
+        args.overrides = list(args.overrides) + overrides
+        extra = [e for e in extra if e not in overrides]
     args.prog = f"advrec {args.command}" + (f" {args.experiment}" if args.command == "run" else "")
     if extra:   # named by the subcommand they were given to (argparse names only `advrec`)
         print(f"{args.prog}: error: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)

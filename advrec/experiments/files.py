@@ -59,10 +59,25 @@ class ExperimentFile:
     experiment: str
     quick: bool
     config: Any
+    grid: Tuple[Tuple[str, Tuple[Any, ...]], ...] = ()   # (field, its values) per grid axis, in file order
+    workers: int = 1                                       # grid cells run in this many processes
 
     def to_dict(self) -> Dict[str, Any]:
         """The file's content, every field spelt out (lists for tuples): ``dump`` writes it."""
-        return {"experiment": self.experiment, "quick": self.quick, "config": _plain(dataclasses.asdict(self.config))}
+        out: Dict[str, Any] = {"experiment": self.experiment, "quick": self.quick,
+                               "config": _plain(dataclasses.asdict(self.config))}
+        if self.grid:
+            out["grid"] = {k: _plain(list(v)) for k, v in self.grid}
+            out["workers"] = self.workers
+        return out
+
+    def cells(self) -> List[Tuple[Dict[str, Any], Any]]:
+        """Every combination of the grid's values (the last axis fastest): ``(values, config)``;
+        one cell, the config itself, without a grid."""
+        combos: List[Dict[str, Any]] = [{}]
+        for name, values in self.grid:
+            combos = [{**c, name: v} for c in combos for v in values]
+        return [(c, dataclasses.replace(self.config, **c)) for c in combos]
 
 
 def _plain(x: Any) -> Any:
@@ -131,20 +146,36 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
         if not sep or not key:
             raise ValueError(f"override {item!r}: expected key=value, e.g. seeds=[0] or config.epochs=10")
         value = _yaml().safe_load(text)
-        if key in ("experiment", "quick"):
+        if key in ("experiment", "quick", "workers"):
             out[key] = value
+        elif key.startswith("grid."):
+            out["grid"] = {**(out.get("grid") or {}), key[len("grid."):]: value}
         else:
             out["config"][key[len("config."):] if key.startswith("config.") else key] = value
     return out
+
+
+def _fields_of(cls: type, section: Any, where: str) -> Mapping[str, Any]:
+    """A file section (``config``, ``grid``) as a mapping whose keys are all fields of ``cls``."""
+    section = section or {}
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{where}: must be a mapping of {cls.__name__} fields, got {type(section).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(section) - known)
+    if bad:
+        raise ValueError(f"{where}: {cls.__name__} has no field{'s' * (len(bad) > 1)} {bad}; its fields are "
+                         f"{sorted(known)}")
+    return section
 
 
 def resolve(source: Source, overrides: Sequence[str] = ()) -> ExperimentFile:
     """The experiment and its config object from a file or mapping, after ``overrides``;
     unknown names raise a ValueError that lists the known ones."""
     data = apply_overrides(_read(source), overrides)
-    unknown = set(data) - {"experiment", "quick", "config"}
+    unknown = set(data) - {"experiment", "quick", "config", "grid", "workers"}
     if unknown:
-        raise ValueError(f"unknown top-level keys {sorted(unknown)}; expected experiment, quick, config")
+        raise ValueError(f"unknown top-level keys {sorted(unknown)}; expected experiment, quick, config, grid, "
+                         "workers")
     name = data.get("experiment")
     if name not in KINDS:
         raise ValueError(f"experiment: must be one of {sorted(KINDS)}, got {name!r}")
@@ -152,20 +183,27 @@ def resolve(source: Source, overrides: Sequence[str] = ()) -> ExperimentFile:
     if not isinstance(quick, bool):
         raise ValueError(f"quick: must be true or false, got {quick!r}")
     cls, _, _ = KINDS[name].load()
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    settings = data.get("config") or {}
-    if not isinstance(settings, Mapping):
-        raise ValueError(f"config: must be a mapping of {cls.__name__} fields, got {type(settings).__name__}")
-    bad = sorted(set(settings) - set(fields))
-    if bad:
-        raise ValueError(f"config: {cls.__name__} has no field{'s' * (len(bad) > 1)} {bad}; its fields are "
-                         f"{sorted(fields)}")
+    settings = _fields_of(cls, data.get("config"), "config")
     base = cls.quick() if quick else cls()
     values = {k: _coerce(k, getattr(base, k), v) for k, v in settings.items()}
     config = dataclasses.replace(base, **values)
-    if hasattr(config, "validate"):
-        config.validate()
-    return ExperimentFile(name, quick, config)
+    grid = _fields_of(cls, data.get("grid"), "grid")
+    axes = []
+    for k, vals in grid.items():
+        if not isinstance(vals, list) or not vals:
+            raise ValueError(f"grid: {k} must be a non-empty list of values, got {vals!r}")
+        axes.append((k, tuple(_coerce(k, getattr(base, k), v) for v in vals)))
+    workers = data.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: must be a positive int, got {workers!r}")
+    spec = ExperimentFile(name, quick, config, tuple(axes), workers)
+    for values, cell in spec.cells():          # every cell is checked before any runs
+        if hasattr(cell, "validate"):
+            try:
+                cell.validate()
+            except ValueError as err:
+                raise ValueError(f"{err} (grid cell {values})" if values else str(err)) from None
+    return spec
 
 
 def run(source: Union[Source, ExperimentFile], overrides: Sequence[str] = (), out: Optional[Union[str, Path]] = None

@@ -1,0 +1,83 @@
+"""Grids of experiment cells (advrec.experiments.grid): expansion, the per-cell cache, resuming
+after an interruption, parallel cells with the same numbers, and the CLI."""
+import json
+
+import pytest
+
+from advrec.cli import main
+from advrec.experiments import files
+from advrec.experiments.grid import run_grid
+
+GRID = {"experiment": "poison", "quick": True,
+        "grid": {"attacks": [["random"], ["average"]], "sizes": [[0.03], [0.05]]}}
+
+
+def test_a_grid_expands_to_every_combination_in_file_order():
+    spec = files.resolve(GRID)
+    cells = spec.cells()
+    assert [v for v, _ in cells] == [{"attacks": ("random",), "sizes": (0.03,)}, {"attacks": ("random",), "sizes": (0.05,)},
+                                     {"attacks": ("average",), "sizes": (0.03,)}, {"attacks": ("average",), "sizes": (0.05,)}]
+    assert all(c.attacks == v["attacks"] and c.sizes == v["sizes"] for v, c in cells)
+    assert files.resolve({"experiment": "poison"}).cells()[0][0] == {}       # no grid: one cell
+    again = files.resolve(files.dump(spec) and __import__("yaml").safe_load(files.dump(spec)))
+    assert again == spec
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"bogus": [1]}, "grid: PoisonConfig has no field"),
+    ({"sizes": []}, "non-empty list"),
+    ({"sizes": 0.05}, "non-empty list"),
+    ({"sizes": [[0.05], [-1.0]]}, "grid cell"),
+])
+def test_bad_grids_are_refused_before_any_run(grid, message):
+    with pytest.raises(ValueError, match=message):
+        files.resolve({**GRID, "grid": grid})
+    with pytest.raises(ValueError, match="workers"):
+        files.resolve({**GRID, "workers": 0})
+
+
+def _same_numbers(a, b):
+    """Two report JSONs hold the same values (wall times and provenance aside)."""
+    return files.differences(json.loads(a.read_text()), json.loads(b.read_text())) == []
+
+
+def test_cells_are_cached_and_an_interrupted_grid_resumes(tmp_path):
+    spec = files.resolve(GRID)
+    first = run_grid(spec, tmp_path)
+    assert [r["status"] for r in first] == ["computed"] * 4
+    reports = {r["folder"]: (tmp_path / r["folder"] / "poison.json") for r in first}
+    stamps = {k: p.stat().st_mtime_ns for k, p in reports.items()}
+    # a cell's numbers are those of a plain run of its config
+    values, config = spec.cells()[1]
+    direct = files.run(files.ExperimentFile("poison", False, config), out=tmp_path / "direct")
+    assert direct.config == config
+    assert _same_numbers(reports[first[1]["folder"]], tmp_path / "direct" / "poison.json")
+    # interrupted: one cell lost, another left half-written
+    import shutil
+    shutil.rmtree(tmp_path / first[2]["folder"])
+    (tmp_path / "cells" / "deadbeef0000.partial").mkdir()
+    second = run_grid(spec, tmp_path)
+    assert [r["status"] for r in second] == ["found", "found", "computed", "found"]
+    assert not list((tmp_path / "cells").glob("*.partial"))
+    for k in (first[0]["folder"], first[1]["folder"], first[3]["folder"]):
+        assert reports[k].stat().st_mtime_ns == stamps[k]                  # not recomputed
+    summary = json.loads((tmp_path / "grid.json").read_text())
+    assert len(summary["cells"]) == 4 and (tmp_path / "grid.md").read_text().startswith("Grid of `poison`")
+
+
+def test_parallel_cells_give_the_same_numbers(tmp_path):
+    two = {**GRID, "grid": {"attacks": [["random"], ["average"]]}}
+    run_grid(files.resolve(two), tmp_path / "one")
+    run_grid(files.resolve({**two, "workers": 2}), tmp_path / "two")
+    for cell in (tmp_path / "one" / "cells").iterdir():
+        assert _same_numbers(cell / "poison.json", tmp_path / "two" / "cells" / cell.name / "poison.json")
+
+
+def test_cli_grid_needs_out_and_takes_overrides_after_options(tmp_path, capsys):
+    path = tmp_path / "grid.yaml"
+    path.write_text(files.dump(files.resolve(GRID)))
+    assert main(["run", str(path)]) == 2
+    assert "a grid needs --out" in capsys.readouterr().err
+    assert main(["run", str(path), "--no-progress", "--out", str(tmp_path / "g"), "grid.sizes=[[0.05]]"]) == 0
+    out = capsys.readouterr().out
+    assert "2 cells, 2 computed" in out
