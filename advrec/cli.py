@@ -800,9 +800,15 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("report", help="a report's JSON, as --out wrote it (msap.json, gan.json, ...)")
     again.add_argument("--out", type=str, default=None, help="directory for the new report (default: not kept)")
     again.set_defaults(func=_cmd_rerun, check=_check_rerun)
+    board = sub.add_parser("report", help="the leaderboard of a grid run (advrec run GRID.yaml --out RUN_DIR): "
+                                          "victims x attacks x sizes of a poisoning grid, change and significance")
+    board.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a grid run")
+    board.add_argument("--metric", default="HR@50", choices=("HR@10", "HR@20", "HR@50"),
+                       help="the targets' exposure measure (default HR@50)")
+    board.set_defaults(func=_cmd_report, check=_check_report)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
     info.set_defaults(func=_cmd_info, check=lambda args: None)
-    for command in (demo, cert, att, run, again, info):
+    for command in (demo, cert, att, run, again, board, info):
         command.add_argument("--log-file", type=str, default=None, metavar="PATH",
                              help="also write advrec's log (data sources, rows removed, warnings) to PATH, "
                                   "appending, one timestamped line per message")
@@ -839,6 +845,26 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     if len(diffs) > 20:
         print(f"  ... and {len(diffs) - 20} more")
     return 1
+
+
+def _check_report(args: argparse.Namespace):
+    if not (Path(args.run_dir) / "grid.json").is_file():
+        raise ArgumentRefused(f"{args.run_dir}: no grid.json (run a grid with --out {args.run_dir} first)")
+    return None
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .experiments import leaderboard
+
+    try:
+        rows = leaderboard.poison_rows(args.run_dir, args.metric)
+    except ValueError as err:
+        print(f"{args.prog}: error: {err}", file=sys.stderr)
+        return 2
+    print(leaderboard.render(rows, args.metric))
+    files = leaderboard.write(args.run_dir, args.metric)
+    print("written: " + ", ".join(str(f) for f in files))
+    return 0
 
 
 def _check_log_file(path: Optional[str]) -> None:

@@ -81,3 +81,39 @@ def test_cli_grid_needs_out_and_takes_overrides_after_options(tmp_path, capsys):
     assert main(["run", str(path), "--no-progress", "--out", str(tmp_path / "g"), "grid.sizes=[[0.05]]"]) == 0
     out = capsys.readouterr().out
     assert "2 cells, 2 computed" in out
+
+
+def test_leaderboard_pairs_each_target_clean_and_attacked(tmp_path, capsys):
+    import numpy as np
+
+    from advrec.experiments import leaderboard
+
+    spec = files.resolve(GRID)
+    records = run_grid(spec, tmp_path)
+    rows = leaderboard.poison_rows(tmp_path)
+    assert len(rows) == 4 and [r["change"] for r in rows] == sorted((r["change"] for r in rows), reverse=True)
+    # by hand for one row, from the cell's own report
+    cell = next(r for r in records if r["values"] == {"attacks": ("average",), "sizes": (0.05,)})
+    report = json.loads((tmp_path / cell["folder"] / "poison.json").read_text())
+    clean, after = [], []
+    for pool in report["seeds"][0]["pools"].values():
+        rec = pool["victims"]["UserKNN"]
+        clean += rec["clean"]["exposure"]["HR@50"]
+        after += next(c for c in rec["cells"] if c["attack"] == "average")["exposure"]["HR@50"]
+    row = next(r for r in rows if r["attack"] == "average" and r["size"] == 0.05)
+    assert row["pairs"] == len(clean) == 6
+    assert row["clean"] == pytest.approx(np.mean(clean)) and row["attacked"] == pytest.approx(np.mean(after))
+    assert np.isnan(row["p (Wilcoxon)"]) or 0.0 <= row["p (Wilcoxon)"] <= 1.0
+    assert main(["report", str(tmp_path)]) == 0
+    assert "most successful attacks first" in capsys.readouterr().out
+    assert (tmp_path / "leaderboard.md").read_text().startswith("# Leaderboard")
+
+
+def test_leaderboard_refuses_other_grids(tmp_path, capsys):
+    from advrec.experiments import leaderboard
+
+    (tmp_path / "grid.json").write_text(json.dumps({"experiment": "gan", "cells": []}))
+    with pytest.raises(ValueError, match="poisoning grids"):
+        leaderboard.poison_rows(tmp_path)
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "no grid.json" in capsys.readouterr().err
