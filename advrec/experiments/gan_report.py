@@ -4,7 +4,7 @@ players; as terminal text, Markdown, JSON and PNG figures."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import seed_arg
+from .._checks import int_arg, positive_int, seed_arg
 from .trainer import BestEpoch, EpochLog, restore_best, validate
 
 Validator = Callable[[torch.nn.Module], float]
@@ -60,16 +60,11 @@ class GANHistory(EpochLog):
     stopped_early: bool = False
     pretrain_d_loss: List[float] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return {"g_loss": list(self.loss), "d_loss": list(self.d_loss), "metric": list(self.metric),
-                "seconds": list(self.seconds), "best_epoch": self.best_epoch, "best_metric": self.best_metric,
-                "stopped_early": self.stopped_early}
 
-
-def _positive(value: Any, name: str, kind=int) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int)
-    if not ok or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive {'number' if kind is float else 'int'}, got {value!r}")
+def _positive_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
 
 
 class GANTrainer:
@@ -81,8 +76,9 @@ class GANTrainer:
     ``eval_every`` outer epochs; ``patience`` validations-worth of epochs without improvement
     stop it and the best weights are restored. ``pretrain_d_epochs``: discriminator epochs before
     the game (``discriminator_pretrain_epoch``: IRGAN's positives against uniform items); the
-    generator is pre-trained by the caller (IRGAN's on its BPR loss with ``Trainer``). ``threads``: torch's intra-op threads during the
-    fit (1 by default: these models are small, and one thread gives the same bits every run).
+    generator is pre-trained by the caller (IRGAN's on its BPR loss with ``Trainer``).
+    ``threads``: torch's intra-op threads during the fit (1 by default: these models are small,
+    and one thread gives the same bits every run).
     Same ``seed``, same numbers.
     """
 
@@ -92,16 +88,14 @@ class GANTrainer:
                  pretrain_d_epochs: int = 0):
         for name, v in (("epochs", epochs), ("d_steps", d_steps), ("g_steps", g_steps), ("d_batch", d_batch),
                         ("g_batch", g_batch), ("eval_every", eval_every)):
-            _positive(v, name)
+            positive_int(v, name)
         for name, v in (("d_lr", d_lr), ("g_lr", g_lr)):
-            _positive(v, name, float)
+            _positive_number(v, name)
         if patience is not None:
-            _positive(patience, "patience")
+            positive_int(patience, "patience")
         if threads is not None:
-            _positive(threads, "threads")
-        if isinstance(pretrain_d_epochs, bool) or not isinstance(pretrain_d_epochs, int) or pretrain_d_epochs < 0:
-            raise ValueError(f"pretrain_d_epochs must be an int >= 0, got {pretrain_d_epochs!r}")
-        self.pretrain_d_epochs = pretrain_d_epochs
+            positive_int(threads, "threads")
+        self.pretrain_d_epochs = int_arg(pretrain_d_epochs, "pretrain_d_epochs")
         self.epochs, self.d_steps, self.g_steps = epochs, d_steps, g_steps
         self.d_lr, self.g_lr, self.d_batch, self.g_batch = float(d_lr), float(g_lr), d_batch, g_batch
         self.patience, self.eval_every, self.seed = patience, eval_every, seed_arg(seed)
