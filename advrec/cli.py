@@ -799,16 +799,24 @@ def build_parser() -> argparse.ArgumentParser:
                                          "whether the numbers are the same")
     again.add_argument("report", help="a report's JSON, as --out wrote it (msap.json, gan.json, ...)")
     again.add_argument("--out", type=str, default=None, help="directory for the new report (default: not kept)")
+    again.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                       help="re-run only these of the report's seeds and compare their per-seed records (a spot "
+                            "check of a long multi-seed report)")
     again.set_defaults(func=_cmd_rerun, check=_check_rerun)
     board = sub.add_parser("report", help="the leaderboard of a grid run (advrec run GRID.yaml --out RUN_DIR): "
-                                          "victims x attacks x sizes of a poisoning grid, change and significance")
+                                          "victims x attacks x sizes of a poisoning grid, or models x attacks x "
+                                          "budgets of an embedding-attack grid, with the change and its significance")
     board.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a grid run")
-    board.add_argument("--metric", default="HR@50", choices=("HR@10", "HR@20", "HR@50"),
-                       help="the targets' exposure measure (default HR@50)")
+    board.add_argument("--metric", default=None, choices=("HR@10", "HR@20", "HR@50", "nDCG"),
+                       help="poisoning: the targets' exposure measure (default HR@50); embedding attacks: nDCG "
+                            "(the default and only one)")
     board.set_defaults(func=_cmd_report, check=_check_report)
+    sets = sub.add_parser("datasets", help="the datasets a config's dataset: key can name: whether advrec "
+                                           "downloads each, whether it is here, and where its files go")
+    sets.set_defaults(func=_cmd_datasets, check=lambda args: None)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
     info.set_defaults(func=_cmd_info, check=lambda args: None)
-    for command in (demo, cert, att, run, again, board, info):
+    for command in (demo, cert, att, run, again, board, sets, info):
         command.add_argument("--log-file", type=str, default=None, metavar="PATH",
                              help="also write advrec's log (data sources, rows removed, warnings) to PATH, "
                                   "appending, one timestamped line per message")
@@ -832,12 +840,13 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     from .experiments import files
 
     try:
-        _, diffs = files.rerun(args.report, args.out)
+        _, diffs = files.rerun(args.report, args.out, seeds=args.seeds)
     except ValueError as err:
         print(f"{args.prog}: error: {err}", file=sys.stderr)
         return 2
     if not diffs:
-        print(f"{args.prog}: the same numbers as {args.report} (wall times and provenance aside)")
+        part = f" for seeds {args.seeds}" if args.seeds else ""
+        print(f"{args.prog}: the same numbers as {args.report}{part} (wall times and provenance aside)")
         return 0
     print(f"{args.prog}: {len(diffs)} value(s) differ from {args.report}:")
     for d in diffs[:20]:
@@ -857,13 +866,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .experiments import leaderboard
 
     try:
-        rows = leaderboard.poison_rows(args.run_dir, args.metric)
+        board = leaderboard.board_of(args.run_dir)
+        metric = args.metric or leaderboard.default_metric(board)
+        rows = leaderboard.rows_of(args.run_dir, metric)
     except ValueError as err:
         print(f"{args.prog}: error: {err}", file=sys.stderr)
         return 2
-    print(leaderboard.render(rows, args.metric))
-    files = leaderboard.write(args.run_dir, args.metric)
+    print(leaderboard.render(rows, metric, board=board))
+    files = leaderboard.write(args.run_dir, metric)
     print("written: " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import catalog
+
+    for entry in catalog():
+        how = ("downloaded on first use" if entry.fetchable else
+               "generated" if not entry.files else "files you place")
+        here = ("here" if entry.present() else "not here") if entry.files else "-"
+        print(f"{entry.name:10s} {how:24s} {here:9s} {entry.description}")
+        if entry.files and not entry.fetchable:
+            print(f"{'':10s} put {' or '.join(entry.files)} in {entry.folder()} (from {entry.url})")
     return 0
 
 

@@ -46,7 +46,7 @@ def failing(why: str):
 
 def test_registry():
     assert "ml-100k" in data.available()
-    with pytest.raises(ValueError, match=r"unknown dataset 'ml-99k'.*ml-100k"):
+    with pytest.raises(ValueError, match=r"dataset 'ml-99k' is unknown.*ml-100k"):
         data.load("ml-99k")
 
 

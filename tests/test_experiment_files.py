@@ -106,6 +106,27 @@ def test_rerun_of_a_report_gives_identical_numbers_and_names_a_changed_one(tmp_p
     assert "1 value(s) differ" in out and f"/cells[0]/{key}" in out
 
 
+def test_rerun_of_some_seeds_compares_their_records_only(tmp_path, capsys):
+    spec = {"experiment": "poison", "quick": True, "config": {
+        "dataset": "synthetic:users=200,items=300,interactions=6000,rated=1,seed=1", "seeds": [0, 1],
+        "n_targets": 2, "attacks": ["random"], "target_pools": ["all"]}}
+    files.run(spec, out=tmp_path / "run")
+    report = tmp_path / "run" / "poison.json"
+    assert main(["rerun", str(report), "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "the same numbers as" in out and "for seeds [1]" in out
+    payload = json.loads(report.read_text())
+    payload["seeds"][0]["n_real_users"] += 1             # seed 0 is not re-run: not compared
+    report.write_text(json.dumps(payload))
+    assert files.rerun(report, seeds=[1])[1] == []
+    payload["seeds"][1]["n_real_users"] += 1
+    report.write_text(json.dumps(payload))
+    assert files.rerun(report, seeds=[1])[1] == ["/seeds[0]/n_real_users: 201 != 200"]
+    for bad in ([2], [1, 1], []):
+        with pytest.raises(ValueError, match="seeds: must be distinct seeds of the report"):
+            files.rerun(report, seeds=bad)
+
+
 def test_differences_ignore_wall_times_and_provenance():
     old = {"a": [1.0, {"seconds": 3.0, "b": 2}], "provenance": {"x": 1}, "train_seconds": 5}
     new = {"a": [1.0, {"seconds": 4.0, "b": 2}], "provenance": {"x": 2}, "train_seconds": 6}

@@ -109,11 +109,58 @@ def test_leaderboard_pairs_each_target_clean_and_attacked(tmp_path, capsys):
     assert (tmp_path / "leaderboard.md").read_text().startswith("# Leaderboard")
 
 
+ATTACK_GRID = {"experiment": "attack", "config": {
+    "seeds": [0], "epochs": 2, "patience": 2, "amf_epochs": 2, "amf_patience": 2, "steps": 3, "accept_steps": 2,
+    "sweep_eps": [], "progress": False}, "grid": {"eps": [0.5, 2.0], "seeds": [[0], [1]]}}
+
+
+def test_attack_leaderboard_pairs_users_across_seeds(tmp_path, capsys):
+    import numpy as np
+
+    from advrec.experiments import leaderboard
+    from advrec.metrics.significance import wilcoxon
+
+    records = run_grid(files.resolve(ATTACK_GRID), tmp_path)
+    assert len(records) == 4
+    rows = leaderboard.attack_rows(tmp_path)
+    # 2 models x 4 attacks (random, FGSM, BIM, PGD) x 2 budgets, the seeds pooled
+    assert len(rows) == 16 and {r["setting"] for r in rows} == {"-"}
+    assert [r["relative drop"] for r in rows] == sorted((r["relative drop"] for r in rows), reverse=True)
+    clean, after = [], []
+    for rec in records:
+        if rec["values"]["eps"] == 2.0:
+            seed = json.loads((tmp_path / rec["folder"] / "msap.json").read_text())["seeds"][0]
+            conditions = seed["models"]["AMF"]["conditions"]
+            clean += conditions["clean"]["user_nDCG"]
+            after += conditions["FGSM"]["user_nDCG"]
+            assert np.mean(conditions["clean"]["user_nDCG"]) == pytest.approx(conditions["clean"]["metrics"]["nDCG"],
+                                                                               abs=1e-6)
+    row = next(r for r in rows if (r["model"], r["attack"], r["eps"]) == ("AMF", "FGSM", 2.0))
+    assert row["pairs"] == len(clean) == 2 * 943
+    assert row["drop"] == pytest.approx(np.mean(clean) - np.mean(after))
+    assert row["relative drop"] == pytest.approx(row["drop"] / np.mean(clean))
+    assert row["p (Wilcoxon)"] == pytest.approx(wilcoxon(np.array(after), np.array(clean))[1], nan_ok=True)
+    strong = next(r for r in rows if (r["model"], r["attack"], r["eps"]) == ("BPR-MF", "PGD", 2.0))
+    weak = next(r for r in rows if (r["model"], r["attack"], r["eps"]) == ("BPR-MF", "random", 0.5))
+    assert strong["drop"] > weak["drop"]
+    assert main(["report", str(tmp_path)]) == 0
+    assert "most damaging first" in capsys.readouterr().out
+    import re
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert len(re.findall(r"^\| (AMF|BPR-MF) +\|", board, flags=re.M)) == 16
+    with pytest.raises(ValueError, match="metric"):
+        leaderboard.attack_rows(tmp_path, "HR@50")
+
+
 def test_leaderboard_refuses_other_grids(tmp_path, capsys):
     from advrec.experiments import leaderboard
 
     (tmp_path / "grid.json").write_text(json.dumps({"experiment": "gan", "cells": []}))
-    with pytest.raises(ValueError, match="poisoning grids"):
+    with pytest.raises(ValueError, match="poisoning and embedding-attack grids"):
+        leaderboard.rows_of(tmp_path)
+    with pytest.raises(ValueError, match="not a poisoning grid"):
         leaderboard.poison_rows(tmp_path)
+    with pytest.raises(ValueError, match="not an embedding-attack grid"):
+        leaderboard.attack_rows(tmp_path)
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no grid.json" in capsys.readouterr().err

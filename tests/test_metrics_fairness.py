@@ -298,3 +298,13 @@ def test_item_fairness_hand_worked():
     # a group that gets nothing: GCE is -inf (beta = 2), MADR still defined
     zero = item_fairness(np.array([0.0, 0.0, 0.5, 0.1]), labels)
     assert zero["GCE_f0"] == -math.inf and zero["MADR"] == pytest.approx(0.3)
+
+
+def test_no_benefit_at_all_leaves_gce_undefined_not_an_error():
+    """A strong attack can zero every user's nDCG: GCE has no distribution to score (NaN), and the
+    groups are equally unserved (MADR 0)."""
+    out = item_fairness([0.0, 0.0, np.nan, 0.0], [0, 1, 1, 2], favoured=[0, 2], n_groups=3)
+    assert set(out) == {"GCE_f0", "GCE_f1", "GCE_f3", "MADR"}
+    assert all(np.isnan(out[k]) for k in ("GCE_f0", "GCE_f1", "GCE_f3")) and out["MADR"] == 0.0
+    with pytest.raises(ValueError, match="non-negative"):
+        item_fairness([0.0, -1.0], [0, 1])

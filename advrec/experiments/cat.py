@@ -42,7 +42,7 @@ from ..evaluation import evaluate
 from ..models import GRU4Rec, SASRec
 from ..training import SequenceTrainer, cascade_effects
 from ..training.cat import METHODS, CascadeAdversarialLoss
-from .inputs import implicit_interactions
+from .inputs import check_dataset, implicit_interactions
 from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import config_from_dict, number, numbers
 
@@ -108,6 +108,7 @@ class CATConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting."""
+        check_dataset(self.dataset, self.data_path)
         for name in ("max_len", "dim", "n_blocks", "batch_size", "epochs", "patience", "eval_every",
                      "adv_epochs", "adv_eval_every", "pool_size"):
             v = getattr(self, name)

@@ -62,6 +62,7 @@ from ..evaluation.targets import target_exposure
 from ..models import ExplicitMF
 from ..training import TrimmedExplicitMF
 from . import poison as P
+from .inputs import check_dataset
 from .poison import HAND_CRAFTED, draw_targets, explicit_interactions, mean_profile_length
 from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import config_from_dict, number, numbers
@@ -171,8 +172,7 @@ class DetectConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting."""
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ValueError(f"dataset must be a dataset name, got {self.dataset!r}")
+        check_dataset(self.dataset, self.data_path)
         if self.data_path is not None and (not isinstance(self.data_path, str) or not self.data_path):
             raise ValueError(f"data_path must be a path or None, got {self.data_path!r}")
         if self.data_format is not None and self.data_format not in FORMATS:

@@ -7,7 +7,8 @@
 
 ``advrec run FILE.yaml [key=value ...]`` and ``advrec.experiments.run(FILE_or_mapping)`` read it;
 ``key=value`` overrides a field (``seeds=[0]``, ``config.cfgan_epochs=100``, ``quick=true``;
-values are YAML). The shipped files (``advrec/experiments/configs/*.yaml``, ``shipped()``) hold
+values are YAML). ``track: tensorboard`` or ``track: mlflow`` (with ``track_dir``) also sends the
+report's numbers there (`advrec.experiments.tracking`). The shipped files (``advrec/experiments/configs/*.yaml``, ``shipped()``) hold
 every field of each experiment's defaults, so running one reproduces its committed report.
 
 PyYAML, not OmegaConf: the files are plain data (no interpolation, no merging of file trees), and
@@ -61,6 +62,8 @@ class ExperimentFile:
     config: Any
     grid: Tuple[Tuple[str, Tuple[Any, ...]], ...] = ()   # (field, its values) per grid axis, in file order
     workers: int = 1                                       # grid cells run in this many processes
+    track: Optional[str] = None                            # also send the numbers to tensorboard / mlflow
+    track_dir: Optional[str] = None                        # where (default: OUT/tensorboard or OUT/mlflow)
 
     def to_dict(self) -> Dict[str, Any]:
         """The file's content, every field spelt out (lists for tuples): ``dump`` writes it."""
@@ -69,7 +72,19 @@ class ExperimentFile:
         if self.grid:
             out["grid"] = {k: _plain(list(v)) for k, v in self.grid}
             out["workers"] = self.workers
+        if self.track is not None:
+            out["track"] = self.track
+        if self.track_dir is not None:
+            out["track_dir"] = self.track_dir
         return out
+
+    def tracking_to(self, out: Optional[Union[str, Path]]) -> Optional[Path]:
+        """The folder or store the numbers are tracked to (None: not tracked)."""
+        if self.track is None:
+            return None
+        if self.track_dir is not None:
+            return Path(self.track_dir)
+        return Path(out if out is not None else ".") / ("tensorboard" if self.track == "tensorboard" else "mlflow")
 
     def cells(self) -> List[Tuple[Dict[str, Any], Any]]:
         """Every combination of the grid's values (the last axis fastest): ``(values, config)``;
@@ -146,7 +161,7 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
         if not sep or not key:
             raise ValueError(f"override {item!r}: expected key=value, e.g. seeds=[0] or config.epochs=10")
         value = _yaml().safe_load(text)
-        if key in ("experiment", "quick", "workers"):
+        if key in ("experiment", "quick", "workers", "track", "track_dir"):
             out[key] = value
         elif key.startswith("grid."):
             out["grid"] = {**(out.get("grid") or {}), key[len("grid."):]: value}
@@ -172,10 +187,10 @@ def resolve(source: Source, overrides: Sequence[str] = ()) -> ExperimentFile:
     """The experiment and its config object from a file or mapping, after ``overrides``;
     unknown names raise a ValueError that lists the known ones."""
     data = apply_overrides(_read(source), overrides)
-    unknown = set(data) - {"experiment", "quick", "config", "grid", "workers"}
+    unknown = set(data) - {"experiment", "quick", "config", "grid", "workers", "track", "track_dir"}
     if unknown:
         raise ValueError(f"unknown top-level keys {sorted(unknown)}; expected experiment, quick, config, grid, "
-                         "workers")
+                         "workers, track, track_dir")
     name = data.get("experiment")
     if name not in KINDS:
         raise ValueError(f"experiment: must be one of {sorted(KINDS)}, got {name!r}")
@@ -196,7 +211,13 @@ def resolve(source: Source, overrides: Sequence[str] = ()) -> ExperimentFile:
     workers = data.get("workers", 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: must be a positive int, got {workers!r}")
-    spec = ExperimentFile(name, quick, config, tuple(axes), workers)
+    track, track_dir = data.get("track"), data.get("track_dir")
+    if track is not None:
+        from .tracking import check
+        check(track)
+    if track_dir is not None and (not isinstance(track_dir, str) or not track_dir):
+        raise ValueError(f"track_dir: must be a folder or tracking URI, got {track_dir!r}")
+    spec = ExperimentFile(name, quick, config, tuple(axes), workers, track, track_dir)
     for values, cell in spec.cells():          # every cell is checked before any runs
         if hasattr(cell, "validate"):
             try:
@@ -206,10 +227,11 @@ def resolve(source: Source, overrides: Sequence[str] = ()) -> ExperimentFile:
     return spec
 
 
-def run(source: Union[Source, ExperimentFile], overrides: Sequence[str] = (), out: Optional[Union[str, Path]] = None
-        ) -> Any:
+def run(source: Union[Source, ExperimentFile], overrides: Sequence[str] = (), out: Optional[Union[str, Path]] = None,
+        run_name: Optional[str] = None) -> Any:
     """Run an experiment file (path, mapping or ``ExperimentFile``); with ``out``, write its
-    report there. Returns the experiment's result record."""
+    report there; with the file's ``track``, send its numbers to TensorBoard / MLflow too (run
+    ``run_name``, default ``<experiment>-<config hash>``). Returns the experiment's result record."""
     spec = source if isinstance(source, ExperimentFile) else resolve(source, overrides)
     _, runner, report = KINDS[spec.experiment].load()
     result = runner(spec.config)
@@ -217,6 +239,12 @@ def run(source: Union[Source, ExperimentFile], overrides: Sequence[str] = (), ou
         result = result[0]
     if out is not None:
         report.write_report(result, Path(out))
+    if spec.track is not None:
+        from .provenance import config_sha256
+        from .tracking import track
+
+        name = run_name or f"{spec.experiment}-{config_sha256(spec.config)[:12]}"
+        track(result.to_dict(), spec.track, spec.tracking_to(out), name)
     return result
 
 
@@ -248,10 +276,15 @@ def differences(old: Any, new: Any, path: str = "") -> List[str]:
     return [] if old == new else [f"{path}: {old!r} != {new!r}"]
 
 
-def rerun(report: Union[str, Path], out: Optional[Union[str, Path]] = None) -> Tuple[Any, List[str]]:
+def rerun(report: Union[str, Path], out: Optional[Union[str, Path]] = None,
+          seeds: Optional[Sequence[int]] = None) -> Tuple[Any, List[str]]:
     """Run again the experiment a report (``<name>.json`` as written by ``--out``) records, with
     the config it holds, and compare: returns the new result and the differences (empty: the
-    same numbers). The new report is written to ``out`` (a temporary folder when None)."""
+    same numbers). The new report is written to ``out`` (a temporary folder when None).
+
+    ``seeds``: re-run only these of the report's seeds and compare their per-seed records (and
+    the data), a cheap spot check of a long multi-seed report; the aggregates over all seeds are
+    then not compared."""
     import json
     import tempfile
 
@@ -269,11 +302,22 @@ def rerun(report: Union[str, Path], out: Optional[Union[str, Path]] = None) -> T
         raise ValueError(f"{path}: not a report (no 'config')")
     cls, _, _ = KINDS[name].load()
     config = config_from_dict(cls, payload["config"])
+    if seeds is not None:
+        recorded = [s["seed"] for s in payload.get("seeds") or [] if isinstance(s, dict) and "seed" in s]
+        if not recorded or not hasattr(config, "seeds"):
+            raise ValueError(f"seeds: {path} has no per-seed records to re-run a part of")
+        missing = [s for s in seeds if s not in recorded]
+        if not seeds or missing or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds: must be distinct seeds of the report ({recorded}), got {list(seeds)}")
+        config = dataclasses.replace(config, seeds=tuple(seeds))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out) if out is not None else Path(tmp)
         result = run(ExperimentFile(name, False, config), out=folder)
         new = json.loads((folder / path.name).read_text())
-    return result, differences(payload, new)
+    if seeds is None:
+        return result, differences(payload, new)
+    old_part = {"data": payload.get("data"), "seeds": [s for s in payload["seeds"] if s["seed"] in seeds]}
+    return result, differences(old_part, {"data": new.get("data"), "seeds": new["seeds"]})
 
 
 def dump(spec: ExperimentFile) -> str:

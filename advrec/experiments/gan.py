@@ -28,6 +28,7 @@ from ..models import MF, Pop
 from ..models.gan import CFGAN, IRGAN
 from ..training import Trainer
 from ..training.gan import GANTrainer
+from .inputs import check_dataset
 from .msap import attack_batch
 from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import config_from_dict
@@ -92,6 +93,7 @@ class GANConfig:
         return cls(**base)
 
     def validate(self) -> None:
+        check_dataset(self.dataset)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: at least one, each once, got {self.seeds}")
         for name in ("test_share", "valid_share"):

@@ -30,13 +30,15 @@ from .provenance import config_sha256
 CELL_FILE = "cell.json"
 
 
-def _cell(args: Tuple[str, Any, Path, Dict[str, Any]]) -> float:
+def _cell(args: Tuple[ExperimentFile, Any, Path, Dict[str, Any], Path]) -> float:
     """Run one cell into ``<dir>.partial``, then rename it ``<dir>``; returns its seconds."""
-    experiment, config, folder, values = args
+    spec, config, folder, values, out = args
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     start = time.perf_counter()
-    run(ExperimentFile(experiment, False, config), out=partial)
+    track_dir = str(spec.tracking_to(out)) if spec.track else None
+    run(ExperimentFile(spec.experiment, False, config, track=spec.track, track_dir=track_dir), out=partial,
+        run_name=f"{spec.experiment}-{folder.name}")
     seconds = time.perf_counter() - start
     (partial / CELL_FILE).write_text(json.dumps({"values": values, "config_sha256": config_sha256(config),
                                                  "seconds": seconds}, default=list, indent=1))
@@ -60,7 +62,7 @@ def run_grid(spec: ExperimentFile, out: Union[str, Path]) -> List[Dict[str, Any]
     out = Path(out)
     stem = KINDS[spec.experiment].module
     records: List[Dict[str, Any]] = []
-    todo: Dict[str, Tuple[str, Any, Path, Dict[str, Any]]] = {}
+    todo: Dict[str, Tuple[ExperimentFile, Any, Path, Dict[str, Any], Path]] = {}
     for values, config in spec.cells():
         digest = config_sha256(config)
         folder = out / "cells" / digest[:12]
@@ -68,7 +70,7 @@ def run_grid(spec: ExperimentFile, out: Union[str, Path]) -> List[Dict[str, Any]
         records.append({"values": values, "config_sha256": digest, "folder": f"cells/{digest[:12]}",
                         "status": "found" if cached else "computed"})
         if not cached:
-            todo.setdefault(digest, (spec.experiment, config, folder, values))
+            todo.setdefault(digest, (spec, config, folder, values, out))
     (out / "cells").mkdir(parents=True, exist_ok=True)
     for partial in (out / "cells").glob("*.partial"):   # cells a killed run left unfinished
         shutil.rmtree(partial, ignore_errors=True)

@@ -21,3 +21,10 @@ def implicit_interactions(dataset: str, data_path: Optional[str], data_format: O
         return D.implicit(ratings, _quiet=True), str(data_path), None
     registered = D.load(dataset)
     return D.implicit(registered.interactions, _quiet=True), f"{dataset} ({registered.portable_source()})", registered
+
+
+def check_dataset(dataset: Any, data_path: Optional[str] = None) -> None:
+    """ValueError unless ``dataset`` names a registered dataset (options and all) or ``data_path``
+    is given: a typo fails when the config is checked, not after the first model trained."""
+    if data_path is None:
+        D.parse_name(dataset)

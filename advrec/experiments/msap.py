@@ -38,6 +38,7 @@ from ..metrics import group_means, item_fairness, mad_rating, per_item_ndcg, use
 from ..models import MF, Random
 from ..training import Trainer, train_amf
 from .baseline import BPRSettings
+from .inputs import check_dataset
 from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import TrainingRecord, config_from_dict, config_to_dict, number, numbers
 
@@ -87,6 +88,7 @@ class MSAPConfig(BPRSettings):
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting."""
+        check_dataset(self.dataset, self.data_path)
         ints = {"dim": self.dim, "batch_size": self.batch_size, "epochs": self.epochs, "patience": self.patience,
                 "amf_epochs": self.amf_epochs, "amf_patience": self.amf_patience, "steps": self.steps,
                 "curve_every": self.curve_every, "sweep_steps": self.sweep_steps,
@@ -150,13 +152,18 @@ class ConditionRecord:
 
     metrics: Dict[str, float]
     groups: Dict[str, GroupRecord]
+    user_ndcg: List[float] = field(default_factory=list)  # per test user (one order in a seed), 6 decimals
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"metrics": self.metrics, "groups": {k: g.to_dict() for k, g in self.groups.items()}}
+        out = {"metrics": self.metrics, "groups": {k: g.to_dict() for k, g in self.groups.items()}}
+        if self.user_ndcg:     # what a grid's leaderboard pairs to test a drop for significance
+            out["user_nDCG"] = self.user_ndcg
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ConditionRecord":
-        return cls(d["metrics"], {k: GroupRecord.from_dict(g) for k, g in d["groups"].items()})
+        return cls(d["metrics"], {k: GroupRecord.from_dict(g) for k, g in d["groups"].items()},
+                   list(d.get("user_nDCG", ())))
 
 
 @dataclass(frozen=True)
@@ -353,7 +360,7 @@ class Measure:
                 fair = user_fairness(res, groups.labels, metric=f"nDCG@{k}", favoured=FAVOURED[name], n_groups=n)
                 fair["MADr"] = mad_rating(user_scores, user_labels, n)
             tables[name] = GroupRecord([float(v) for v in by_group], {m: float(v) for m, v in fair.items()})
-        return ConditionRecord(self._metrics(res), tables)
+        return ConditionRecord(self._metrics(res), tables, [round(float(v), 6) for v in per_user])
 
 
 # ----------------------------------------------------------------------------- one seed

@@ -55,6 +55,7 @@ from ..data.interactions import Interactions
 from ..evaluation import evaluate
 from ..evaluation.targets import prediction_shift, target_exposure
 from ..models import WRMF, ExplicitMF, UserKNN
+from .inputs import check_dataset
 from .poison_victims import BPR_RECIPE, LIGHTGCN_RECIPE, fit_bpr_mf, fit_lightgcn, fit_wrmf
 from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import config_from_dict, number, numbers
@@ -141,8 +142,7 @@ class PoisonConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting."""
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ValueError(f"dataset must be a dataset name, got {self.dataset!r}")
+        check_dataset(self.dataset, self.data_path)
         if self.data_path is not None and (not isinstance(self.data_path, str) or not self.data_path):
             raise ValueError(f"data_path must be a path or None, got {self.data_path!r}")
         if self.data_format is not None and self.data_format not in FORMATS:

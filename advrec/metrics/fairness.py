@@ -195,6 +195,13 @@ def group_means(values: Any, labels: Any, n_groups: Optional[int] = None) -> np.
 
 def _gce_and_madr(values: np.ndarray, lab: np.ndarray, n_groups: int, beta: float,
                   favoured: Sequence[int]) -> dict[str, float]:
+    finite = values[~np.isnan(values)]
+    if len(finite) and not np.any(finite < 0) and finite.sum() == 0:
+        # nobody gets any benefit (a strong attack can zero every user's nDCG): GCE is undefined,
+        # not an error, and every group is equally (un)served, so MADR is 0
+        out = {"GCE_f0": float("nan"), **{f"GCE_f{int(f) + 1}": float("nan") for f in favoured}}
+        out["MADR"] = mad_ranking(values, lab, n_groups)
+        return out
     pm = group_shares(values, lab, n_groups)
     out = {"GCE_f0": gce(ideal_distribution(n_groups), pm, beta)}
     for f in favoured:
