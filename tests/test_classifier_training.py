@@ -7,8 +7,8 @@ import torch
 from advrec.data import Field, InstanceMatrix, load, ml100k_fm
 from advrec.models import FM
 from advrec.training import (ClassifierHistory, ClassifierTrainer, accuracy, evaluate, predict,
-                             rfm_loss)
-from advrec.training.rfm import rfm_margin
+                             rfm2_loss, rfm_loss)
+from advrec.training.rfm import capped_trace_penalty, rfm_margin
 
 
 @pytest.fixture(autouse=True)
@@ -223,6 +223,62 @@ def test_rfm_loss_trains_and_rejects_bad_arguments():
             rfm_loss(bad, 0.0)
         with pytest.raises(ValueError):
             rfm_loss(0.0, bad)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rfm2_loss_against_numpy(seed):
+    """Capped l1 of the predicted probability against the 0/1 label plus
+    lam * sum_j min(sigma_j(V)^2, eps2), from an SVD in float64; the penalty's gradient moves only
+    the singular directions under the cap."""
+    rng = np.random.default_rng(seed)
+    model, batch = random_fm(rng), random_batch(rng)
+    scores = model(batch["indptr"], batch["indices"]).detach().numpy().astype(np.float64)
+    y01 = (batch["labels"].numpy().astype(np.float64) + 1) / 2
+    prob = 1 / (1 + np.exp(-scores))
+    V = model.V.detach().numpy().astype(np.float64)
+    sv2 = np.linalg.svd(V, compute_uv=False) ** 2
+    for eps1, eps2, lam in [(0.1, 0.01, 1.0), (0.5, 0.5, 0.3), (1.0, 1e6, 1.0), (0.3, 0.05, 0.0)]:
+        want = np.minimum(np.abs(y01 - prob), eps1).mean() + lam * np.minimum(sv2, eps2).sum()
+        got = rfm2_loss(eps1, eps2, lam)(model, batch).item()
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    # uncapped (eps2 above every sigma^2): the squared Frobenius norm
+    assert capped_trace_penalty(model.V, 1e9).item() == pytest.approx((V ** 2).sum(), rel=1e-5)
+    # gradient: zero on directions past the cap, 2 V v v^T on those under it
+    U, S, Wt = np.linalg.svd(V, full_matrices=False)
+    eps2 = float(np.sqrt(S[0] * S[1])) ** 2            # between the two largest: they pass the cap
+    Vt = model.V.detach().clone().requires_grad_(True)
+    capped_trace_penalty(Vt, eps2).backward()
+    under = S ** 2 < eps2
+    want_grad = 2 * V @ Wt[under].T @ Wt[under]
+    np.testing.assert_allclose(Vt.grad.numpy(), want_grad, rtol=1e-3, atol=1e-5)
+
+
+def test_rfm2_capped_instances_stop_pulling():
+    """An instance whose residual passes eps1 contributes no gradient to the linear weights."""
+    rng = np.random.default_rng(3)
+    model, batch = random_fm(rng, d=8, k=2), random_batch(rng, m=12, d=8, max_len=3)
+    with torch.no_grad():
+        scores = model(batch["indptr"], batch["indices"])
+    resid = ((batch["labels"].float() + 1) / 2 - torch.sigmoid(scores)).abs()
+    eps1 = float(resid.min()) / 2                     # every residual is past the cap
+    model.zero_grad()
+    rfm2_loss(eps1, 1.0, 0.0)(model, batch).backward()
+    assert float(model.w.grad.abs().max()) == 0.0
+
+
+def test_rfm2_fine_tunes_an_fm_and_rejects_bad_arguments():
+    train, valid = teacher_data(8)
+    model = FM(train.n_features, 4, seed=0)
+    ClassifierTrainer(lr=0.05, epochs=6, batch_size=128, progress=False).fit(model, train, valid)
+    before = accuracy(model, valid)
+    h = ClassifierTrainer(lr=0.01, epochs=4, batch_size=128, patience=None, progress=False).fit(
+        model, train, valid, loss_fn=rfm2_loss(1.0, 0.1))
+    assert h.loss[-1] <= h.loss[0] and h.best_accuracy > before - 0.1
+    for kw in (dict(eps1=0.0), dict(eps1=-1.0), dict(eps2=0.0), dict(eps2=float("nan")), dict(lam=-0.1),
+               dict(lam=True), dict(eps1="0.5")):
+        args = {"eps1": 0.5, "eps2": 0.1, "lam": 1.0, **kw}
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            rfm2_loss(**args)
 
 
 # ----------------------------------------------------------------------------- ML-100K

@@ -13,13 +13,21 @@ from advrec.experiments.fm_certify_report import render_text, write_report
 @pytest.fixture(scope="module")
 def small_run():
     config = FMCertifyConfig(epochs=1, rt_epochs=1, rt_qs=(2,), eval_qs=(1, 2), attack_qs=(1, 2),
-                             exact_models=("FM",), max_q_cap=4, node_budget=2000, progress=False)
+                             exact_models=("FM",), max_q_cap=4, node_budget=2000, progress=False,
+                             rfm2_eps1=(1.0, 0.5), rfm2_eps2=(0.1,), rfm2_epochs=1)
     return run_fm_certify(config)
 
 
 def test_tables_have_every_model_method_and_budget(small_run):
     result, models = small_run
-    assert [r.model for r in result.table] == ["FM", "RFM-1", "FM-RT-2"] == list(models)
+    assert [r.model for r in result.table] == ["FM", "RFM-1", "RFM-2", "FM-RT-2"] == list(models)
+    # RFM-2: one trial per (eps1, eps2), the best validation accuracy chosen (the first on a tie)
+    trials = result.rfm2_search
+    assert [(t["eps1"], t["eps2"]) for t in trials] == [(1.0, 0.1), (0.5, 0.1)]
+    best = max(t["valid accuracy"] for t in trials)
+    assert [t["chosen"] for t in trials] == [t["valid accuracy"] == best and
+                                             all(u["valid accuracy"] < best for u in trials[:i])
+                                             for i, t in enumerate(trials)]
     for row in result.table:
         assert 50 < row.accuracy < 100
         assert 0 <= row.avg_max_q["paper"] <= row.avg_max_q["best"] <= 4
@@ -45,7 +53,7 @@ def test_report_files(small_run, tmp_path):
     assert json.loads((tmp_path / "fm_certify.json").read_text())["table"][0]["model"] == "FM"
     assert all(f.stat().st_size > 0 for f in files)
     text = render_text(result)
-    assert "avg-max q (best)" in text and "Figure 2" in text
+    assert "avg-max q (best)" in text and "Figure 2" in text and "RFM-2 (capped l1 loss" in text
 
 
 def test_cli_rejects_bad_flags(capsys):

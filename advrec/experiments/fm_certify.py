@@ -21,7 +21,7 @@ from ..data.fields import ml100k_fm
 from ..models import FM
 from ..training.classifier import ClassifierTrainer, accuracy
 from ..training.fm_robust import FMRobustLoss
-from ..training.rfm import rfm_loss
+from ..training.rfm import rfm2_loss, rfm_loss
 from .provenance import Provenance, collect, provenance_entry, provenance_from
 from .records import config_from_dict
 
@@ -42,6 +42,12 @@ class FMCertifyConfig:
     rt_lr: float = 1e-3
     rfm_eta: float = 0.01
     rfm_rho: float = 0.01
+    # RFM-2: fine-tuned from FM at each (eps1, eps2), the one with the best validation accuracy kept
+    rfm2_eps1: Tuple[float, ...] = (0.1, 0.2, 0.5, 1.0)          # the SIGIR paper's search ranges
+    rfm2_eps2: Tuple[float, ...] = (0.01, 0.05, 0.1, 0.5, 1.0)
+    rfm2_lam: float = 1.0
+    rfm2_epochs: int = 5
+    rfm2_lr: float = 1e-3
     eval_qs: Tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     methods: Tuple[str, ...] = ("paper", "joint", "best", "exact")
     exact_models: Tuple[str, ...] = ("FM", "FM-RT-2")  # exact is the costly one: run it where it matters
@@ -54,8 +60,10 @@ class FMCertifyConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> "FMCertifyConfig":
-        """One FM-RT budget (q=2), q=1..4, exact search on FM only (``advrec certify --quick``)."""
-        base: Dict[str, Any] = dict(rt_qs=(2,), eval_qs=(1, 2, 3, 4), attack_qs=(1, 2), exact_models=("FM",))
+        """One FM-RT budget (q=2), one RFM-2 setting, q=1..4, exact search on FM only
+        (``advrec certify --quick``)."""
+        base: Dict[str, Any] = dict(rt_qs=(2,), eval_qs=(1, 2, 3, 4), attack_qs=(1, 2), exact_models=("FM",),
+                                    rfm2_eps1=(1.0,), rfm2_eps2=(0.1,))
         base.update(overrides)
         return cls(**base)
 
@@ -131,11 +139,15 @@ class FMCertifyResult:
     seconds: Dict[str, float] = field(default_factory=dict)
     data: str = ""
     provenance: Optional[Provenance] = None
+    rfm2_search: List[Dict[str, Any]] = field(default_factory=list)  # eps1, eps2, valid accuracy, chosen
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"config": asdict(self.config), "table": [r.to_dict() for r in self.table],
-                "shares": [r.to_dict() for r in self.shares], "attacks": [r.to_dict() for r in self.attacks],
-                "seconds": self.seconds, "data": self.data, **provenance_entry(self.provenance)}
+        out = {"config": asdict(self.config), "table": [r.to_dict() for r in self.table],
+               "shares": [r.to_dict() for r in self.shares], "attacks": [r.to_dict() for r in self.attacks],
+               "seconds": self.seconds, "data": self.data, **provenance_entry(self.provenance)}
+        if self.rfm2_search:
+            out["rfm2_search"] = self.rfm2_search
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FMCertifyResult":
@@ -143,7 +155,8 @@ class FMCertifyResult:
                    table=[FMModelRow.from_dict(r) for r in d.get("table", [])],
                    shares=[CertShares.from_dict(r) for r in d.get("shares", [])],
                    attacks=[InjectionRate.from_dict(r) for r in d.get("attacks", [])],
-                   seconds=dict(d.get("seconds", {})), data=d.get("data", ""), provenance=provenance_from(d))
+                   seconds=dict(d.get("seconds", {})), data=d.get("data", ""), provenance=provenance_from(d),
+                   rfm2_search=[dict(r) for r in d.get("rfm2_search", [])])
 
     @property
     def models(self) -> List[str]:
@@ -166,8 +179,29 @@ def _trainer(config: FMCertifyConfig, *, epochs: int, lr: float, patience: Optio
                              threads=config.threads)
 
 
-def train_models(config: FMCertifyConfig, data: Any) -> Dict[str, FM]:
-    """FM, RFM-1 and FM-RT-q for q in ``config.rt_qs``; returns name -> trained model."""
+def search_rfm2(config: FMCertifyConfig, data: Any, fm: FM) -> Tuple[FM, List[Dict[str, Any]]]:
+    """RFM-2 fine-tuned from ``fm`` at every (eps1, eps2) of the config; the model with the best
+    validation accuracy (the first on a tie) and one record per setting."""
+    best: Optional[FM] = None
+    trials: List[Dict[str, Any]] = []
+    for eps1 in config.rfm2_eps1:
+        for eps2 in config.rfm2_eps2:
+            model = copy.deepcopy(fm)
+            _trainer(config, epochs=config.rfm2_epochs, lr=config.rfm2_lr, patience=None).fit(
+                model, data.train, data.valid, loss_fn=rfm2_loss(eps1, eps2, config.rfm2_lam))
+            acc = 100 * accuracy(model, data.valid)
+            trials.append({"eps1": eps1, "eps2": eps2, "valid accuracy": acc, "chosen": False})
+            if best is None or acc > max(t["valid accuracy"] for t in trials[:-1]):
+                best = model
+    chosen = max(range(len(trials)), key=lambda i: (trials[i]["valid accuracy"], -i))
+    trials[chosen]["chosen"] = True
+    assert best is not None
+    return best, trials
+
+
+def train_models(config: FMCertifyConfig, data: Any) -> Tuple[Dict[str, FM], List[Dict[str, Any]]]:
+    """FM, RFM-1, RFM-2 and FM-RT-q for q in ``config.rt_qs``; returns name -> trained model and
+    RFM-2's search records."""
     d = data.train.n_features
     models: Dict[str, FM] = {}
     fm = FM(d, config.dim, seed=config.seed)
@@ -177,13 +211,14 @@ def train_models(config: FMCertifyConfig, data: Any) -> Dict[str, FM]:
     _trainer(config, epochs=config.epochs, lr=config.lr, patience=config.patience).fit(
         rfm, data.train, data.valid, loss_fn=rfm_loss(config.rfm_eta, config.rfm_rho))
     models["RFM-1"] = rfm
+    models["RFM-2"], rfm2_search = search_rfm2(config, data, fm)
     history = data.train.feature_ids("history")
     for q in config.rt_qs:
         rt = copy.deepcopy(fm)
         _trainer(config, epochs=config.rt_epochs, lr=config.rt_lr, patience=None).fit(
             rt, data.train, data.valid, loss_fn=FMRobustLoss(history, q))
         models[f"FM-RT-{q}"] = rt
-    return models
+    return models, rfm2_search
 
 
 def evaluate_models(config: FMCertifyConfig, data: Any, models: Dict[str, FM],
@@ -228,8 +263,8 @@ def run_fm_certify(config: FMCertifyConfig = FMCertifyConfig()) -> Tuple[FMCerti
     data = ml100k_fm(seed=config.seed)
     seconds = {"data": time.perf_counter() - start}
     start = time.perf_counter()
-    models = train_models(config, data)
+    models, rfm2_search = train_models(config, data)
     seconds["train"] = time.perf_counter() - start
     result = evaluate_models(config, data, models, FMCertifyResult(config=config, data=data.describe(),
-                                                                   seconds=seconds))
+                                                                   seconds=seconds, rfm2_search=rfm2_search))
     return replace(result, provenance=collect(data, config)), models

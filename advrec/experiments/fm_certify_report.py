@@ -37,6 +37,11 @@ def render_text(result: FMCertifyResult, markdown: bool = False) -> str:
     for model in result.models:
         out += [f"{model}: certified robust (R) / non-robust (NR) / unknown (?) instances, % (Figures 4-6)",
                 format_table(shares_table(result, model), digits=1, markdown=markdown), ""]
+    if result.rfm2_search:
+        out += ["RFM-2 (capped l1 loss + capped squared trace norm, fine-tuned from FM): validation accuracy (%) "
+                "per (eps1, eps2), the best kept",
+                format_table([{**r, "chosen": "yes" if r["chosen"] else ""} for r in result.rfm2_search],
+                             ("eps1", "eps2", "valid accuracy", "chosen"), digits=2, markdown=markdown), ""]
     out += ["Injection success rate, % of test instances whose label flips (Figure 2)",
             format_table([{"model": r.model, "q": r.q, "greedy": 100 * r.greedy, "random": 100 * r.random}
                           for r in result.attacks], ("model", "q", "greedy", "random"), digits=2,
