@@ -580,6 +580,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"grid written: {Path(args.out) / 'grid.json'}, {Path(args.out) / 'grid.md'}")
             return 0
         _, _, report = files.KINDS[spec.experiment].load()
+        if spec.track is not None and spec.track_dir is None:    # tracked beside the report
+            import dataclasses
+
+            args.config = dataclasses.replace(spec, track_dir=str(spec.tracking_to(args.out)))
         return _experiment(args, f"{spec.experiment} from {args.experiment}", files.run, report)
     if args.experiment == "cat":
         from .experiments import cat_report

@@ -167,3 +167,31 @@ def test_experiment_runs_on_a_synthetic_dataset_through_the_config_key():
     assert result.seeds[0].n_real_users == 300 and result.seeds[0].pools and result.provenance.data_sha256
     again = files.run(spec)
     assert files.differences(result.to_dict(), again.to_dict()) == []
+
+
+def test_cli_lists_the_datasets_and_where_their_files_go(data_dir, capsys):
+    from advrec.cli import main
+
+    (data_dir / "lastfm").mkdir()
+    (data_dir / "lastfm" / "user_artists.dat").write_text("userID\tartistID\tweight\n1\t2\t3\n")
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith(" ")}
+    assert "downloaded on first use" in lines["ml-100k"]
+    assert "files you place" in lines["ml-1m"] and "not here" in lines["ml-1m"]
+    assert " here " in lines["lastfm"] and "not here" not in lines["lastfm"]
+    assert "generated" in lines["synthetic"]
+    assert f"put ratings.dat in {data_dir / 'ml-1m'}" in out
+
+
+def test_cli_run_tracks_with_an_override(tmp_path, capsys):
+    from advrec.cli import main
+
+    path = tmp_path / "small.yaml"
+    path.write_text(files.dump(files.resolve({"experiment": "poison", "quick": True, "config": {
+        "dataset": "synthetic:users=200,items=300,interactions=6000,rated=1", "n_targets": 2,
+        "attacks": ["random"], "target_pools": ["all"]}})))
+    assert main(["run", str(path), "--no-progress", "--out", str(tmp_path / "out"), "track=tensorboard"]) == 0
+    assert list((tmp_path / "out" / "tensorboard").glob("poison-*/events.out.tfevents.*"))
+    assert main(["run", str(path), "track=wandb"]) == 2
+    assert "track: must be one of" in capsys.readouterr().err

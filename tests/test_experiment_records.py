@@ -32,6 +32,20 @@ def test_json_and_markdown_round_trip_byte_for_byte(name):
     assert report.report_markdown(result) == _committed(name, "md")
 
 
+@pytest.mark.parametrize("name", ["msap", "amr", "cat", "fm_certify"])
+def test_quick_reports_round_trip_byte_for_byte(name):
+    """The committed quick runs (``docs/results/<name>/quick/``, from the shipped ``<name>-quick.yaml``)."""
+    report = {**REPORTS, "fm_certify": fm_certify_report}[name]
+    folder = RESULTS / name / "quick"
+    if not (folder / f"{name}.json").exists():
+        pytest.skip(f"{folder} is not in this checkout")
+    raw = (folder / f"{name}.json").read_text()
+    result = report.result_from_json(json.loads(raw))
+    assert report.report_json(result) == raw
+    assert report.report_markdown(result) == (folder / f"{name}.md").read_text()
+    assert json.loads(raw)["provenance"]["config_sha256"]
+
+
 def test_recorded_checks_read_back_as_written():
     for name, report in REPORTS.items():
         payload = json.loads(_committed(name, "json"))
