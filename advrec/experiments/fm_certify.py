@@ -190,11 +190,12 @@ def search_rfm2(config: FMCertifyConfig, data: Any, fm: FM) -> Tuple[FM, List[Di
             _trainer(config, epochs=config.rfm2_epochs, lr=config.rfm2_lr, patience=None).fit(
                 model, data.train, data.valid, loss_fn=rfm2_loss(eps1, eps2, config.rfm2_lam))
             acc = 100 * accuracy(model, data.valid)
-            trials.append({"eps1": eps1, "eps2": eps2, "valid accuracy": acc, "chosen": False})
-            if best is None or acc > max(t["valid accuracy"] for t in trials[:-1]):
+            better = best is None or acc > max(t["valid accuracy"] for t in trials)
+            if better:
+                for t in trials:
+                    t["chosen"] = False
                 best = model
-    chosen = max(range(len(trials)), key=lambda i: (trials[i]["valid accuracy"], -i))
-    trials[chosen]["chosen"] = True
+            trials.append({"eps1": eps1, "eps2": eps2, "valid accuracy": acc, "chosen": better})
     assert best is not None
     return best, trials
 

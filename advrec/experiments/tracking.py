@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Tuple
 
 TRACKERS = ("tensorboard", "mlflow")
-_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 #: lists that hold one value per user or per target, not a curve over steps
 _NOT_CURVES = {"user_nDCG"}
 _MAX_SERIES = 5000
@@ -26,13 +25,17 @@ def check(tracker: str) -> None:
     """ValueError when ``tracker`` is unknown or its package is not installed."""
     if tracker not in TRACKERS:
         raise ValueError(f"track: must be one of {', '.join(TRACKERS)}, got {tracker!r}")
-    if importlib.util.find_spec(_PACKAGES[tracker]) is None:
+    if importlib.util.find_spec(tracker) is None:        # the packages are named as the trackers
         extra = "tensorboard" if tracker == "tensorboard" else "mlflow-skinny sqlalchemy alembic"
         raise ValueError(f"track: {tracker} is not installed (pip install {extra}, or advrec[track])")
 
 
 def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _finite(v: float) -> bool:
+    return abs(v) != float("inf") and v == v
 
 
 def flatten(payload: Mapping[str, Any]) -> Tuple[Dict[str, float], Dict[str, List[float]]]:
@@ -53,7 +56,7 @@ def flatten(payload: Mapping[str, Any]) -> Tuple[Dict[str, float], Dict[str, Lis
             else:
                 for i, v in enumerate(x):
                     walk(v, f"{path}/{i}")
-        elif _number(x) and abs(float(x)) != float("inf") and x == x:
+        elif _number(x) and _finite(float(x)):
             scalars[path] = float(x)
 
     walk({k: v for k, v in payload.items() if k not in ("config", "provenance", "seconds")}, "")
@@ -93,7 +96,7 @@ def track(payload: Mapping[str, Any], tracker: str, where: str | Path, run_name:
                 writer.add_scalar(tag, value, 0)
             for tag, values in series.items():
                 for step, value in enumerate(values):
-                    if abs(value) != float("inf") and value == value:
+                    if _finite(value):
                         writer.add_scalar(tag, value, step)
         finally:
             writer.close()
@@ -115,7 +118,7 @@ def track(payload: Mapping[str, Any], tracker: str, where: str | Path, run_name:
     now = int(time.time() * 1000)
     metrics = [Metric(_mlflow_key(k), v, now, 0) for k, v in scalars.items()]
     metrics += [Metric(_mlflow_key(k), v, now, step) for k, vs in series.items()
-                for step, v in enumerate(vs) if abs(v) != float("inf") and v == v]
+                for step, v in enumerate(vs) if _finite(v)]
     params_ = [Param(_mlflow_key(k), v[:6000]) for k, v in params(payload).items()]
     for start in range(0, len(params_), 100):                # the batch API's limits
         client.log_batch(run.info.run_id, params=params_[start:start + 100])
