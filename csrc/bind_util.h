@@ -27,6 +27,7 @@ void bind_perturb(py::module_& m);  // csrc/perturb/bind_perturb.cpp
 void bind_bpr_grad(py::module_& m);  // csrc/perturb/bind_bpr_grad.cpp
 void bind_bpr_train(py::module_& m);  // csrc/train/bind_bpr_train.cpp
 void bind_cascade(py::module_& m);  // csrc/seq/bind_cascade.cpp
+void bind_serve(py::module_& m);  // csrc/serve/bind_serve.cpp
 
 using F32 = py::array_t<float, py::array::c_style>;
 using I64 = py::array_t<int64_t, py::array::c_style>;

@@ -191,6 +191,7 @@ PYBIND11_MODULE(_core, m) {
   advrec::bind::bind_bpr_train(m);
   advrec::bind::bind_cascade(m);
   advrec::bind::bind_knn(m);
+  advrec::bind::bind_serve(m);
   m.def("build_info", &build_info, "How the core was built: compiler, OpenMP, CUDA archs.");
   m.def("cuda_device_count", []() {
 #ifdef ADVREC_WITH_CUDA

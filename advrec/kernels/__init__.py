@@ -14,6 +14,7 @@ and the dispatch to the family's CUDA twin (``*_cuda.py``) when the data lives o
 | ``bpr_train`` | ``mf_bpr_train_epoch`` | ``csrc/train/bpr_train`` | none |
 | ``seq`` | ``cascade_effects`` | ``csrc/seq/cascade`` | none |
 | ``knn`` | ``knn_neighbors``, ``knn_predict``, ``knn_scores`` | ``csrc/select/knn`` | none |
+| ``serve`` | ``exclusion_csr``, ``serve_topk_merge``, ``topk_dot_blocked`` | ``csrc/serve/serve_topk`` | none |
 
 ``_args`` is the Python twin of ``csrc/bind_util.h``; ``_native`` loads the core. No module
 outside this package imports ``_core`` or a CUDA twin (``tests/test_architecture.py``).
@@ -30,6 +31,7 @@ from .knn import KNN_NORMS, SIMILARITIES, knn_neighbors, knn_predict, knn_row_me
 from .pairs import GramExtremes, gram_extremes
 from .perturb import PERTURB_NORMS, perturb_step
 from .select import rank_targets, topk_dot, topk_scores
+from .serve import exclusion_csr, serve_topk_merge, single_threaded_blas, topk_dot_blocked
 from .seq import CASCADE_COMPONENTS, CASCADE_NORMALIZATIONS, cascade_effects
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "PERTURB_NORMS", "perturb_step",
     "mf_bpr_gradient", "mf_bpr_train_epoch",
     "CASCADE_COMPONENTS", "CASCADE_NORMALIZATIONS", "cascade_effects",
+    "exclusion_csr", "serve_topk_merge", "topk_dot_blocked", "single_threaded_blas",
     "SIMILARITIES", "KNN_NORMS", "knn_neighbors", "knn_predict", "knn_scores", "knn_row_means",
 ]
 
