@@ -9,6 +9,7 @@ instances and attaches the certifier's per-prediction max q.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple, Union
 
@@ -189,8 +190,7 @@ class Scorer:
                 n_eligible = n_items - np.diff(ex[0])[u]
             else:
                 n_eligible = np.full(u.shape[0], n_items, dtype=np.int64)
-            radius = mf_topk_radius(model.user_factors.detach()[torch.from_numpy(u)],
-                                    model.item_factors, items, scores, k, n_eligible=n_eligible)
+            radius = self._radius(model, u, items, scores, k, n_eligible, threads)
             items, scores = np.ascontiguousarray(items[:, :k]), np.ascontiguousarray(scores[:, :k])
         end = time.perf_counter()
         self.last_stats = ServeStats(users=int(u.shape[0]), seconds=end - start,
@@ -198,6 +198,25 @@ class Scorer:
         report(f"serving: {u.shape[0]} users, k={k}, {self.last_stats.users_per_s:,.0f} users/s "
                f"({path}, {threads} thread(s){', certified' if certify else ''})")
         return (items, scores, radius) if certify else (items, scores)
+
+    @staticmethod
+    def _radius(model: MF, u: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int,
+                n_eligible: np.ndarray, threads: int) -> np.ndarray:
+        """``mf_topk_radius`` over contiguous user parts, one per worker, torch single-threaded
+        meanwhile (its intra-op threads would only spin on these small batched ops)."""
+        P = model.user_factors.detach()
+        bounds = np.linspace(0, u.shape[0], threads + 1).astype(np.int64)
+
+        def part(i: int) -> np.ndarray:
+            s, e = int(bounds[i]), int(bounds[i + 1])
+            return mf_topk_radius(P[torch.from_numpy(u[s:e])], model.item_factors, items[s:e],
+                                  scores[s:e], k, n_eligible=n_eligible[s:e])
+
+        with torch.no_grad(), kernels.single_threaded_blas():
+            if threads == 1:
+                return part(0)
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                return np.concatenate(list(pool.map(part, range(threads))))
 
     def _full_scores_topk(self, model: Recommender, u: np.ndarray, k: int, ex: Any, tile: int,
                           dev: str, progress: Optional[Progress]):
