@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from advrec import kernels as K
-from advrec.certify import mf_topk_radius
 from advrec.data import Interactions
 from advrec.models import FM, MF, Pop
 from advrec.serving import Scorer
@@ -170,7 +169,7 @@ def test_other_recommenders_rank_through_full_scores_in_tiles():
     rng = np.random.default_rng(3)
     train = Interactions.from_raw(rng.integers(0, 30, 400), rng.integers(0, 40, 400))
     pop = Pop.fit(train)
-    n_users, n_items = pop.n_users, pop.n_items
+    n_users = pop.n_users
     items, scores = Scorer(pop, batch_size=7).recommend(k=5, exclude=train)
     indptr, indices = train.to_csr()
     s = pop.full_scores(torch.arange(n_users)).detach().numpy()

@@ -135,7 +135,8 @@ class Scorer:
     def recommend(self, users: Any = None, k: int = 10, exclude: Any = None, *,
                   certify: bool = False, certify_candidates: Optional[int] = None,
                   batch_size: Optional[int] = None, threads: Optional[int] = None,
-                  device: Optional[str] = None, progress: Optional[Progress] = None):
+                  device: Optional[str] = None, progress: Optional[Progress] = None
+                  ) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Top-``k`` items per user, best first: ``(items int64 [n, k], scores float32 [n, k])``,
         plus ``radius float64 [n]`` when ``certify`` (MF only).
 
@@ -219,7 +220,7 @@ class Scorer:
                 return np.concatenate(list(pool.map(part, range(threads))))
 
     def _full_scores_topk(self, model: Recommender, u: np.ndarray, k: int, ex: Any, tile: int,
-                          dev: str, progress: Optional[Progress]):
+                          dev: str, progress: Optional[Progress]) -> Tuple[np.ndarray, np.ndarray]:
         """Any Recommender: ``full_scores`` of one user tile at a time, masked top-k in the core."""
         parts_i, parts_v = [], []
         with torch.no_grad():
@@ -282,7 +283,8 @@ class Scorer:
 
     # ------------------------------------------------------------------ FM
 
-    def score_instances(self, indptr: Any, indices: Any, *, certify: bool = False):
+    def score_instances(self, indptr: Any, indices: Any, *, certify: bool = False
+                        ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """An FM's predictions ``f(x)`` (float64 [m]) of CSR instances, plus each prediction's
         certified max q (int64 [m]: the largest q <= ``q_max`` such that no q flips of the
         ``perturbable`` features change its sign) when ``certify``."""
