@@ -4,7 +4,8 @@ poisoning run),
 perturbations), ``run cat`` (SASRec/GRU4Rec with cascade-guided adversarial training), ``run poison``
 (shilling attacks against retrained UserKNN and ExplicitMF),
 ``run detect`` (fake-profile detectors under leave-one-attack-type-out, and detector + retrain / trimmed
-ALS against the poisoning attacks), ``certify`` (FM certification), ``info`` (the build).
+ALS against the poisoning attacks), ``certify`` (FM certification), ``certify-batch`` (FM certificates of
+a Parquet file of instances on a Ray cluster), ``info`` (the build).
 
 Every argument is checked before any work (the configs' own ``validate()`` included): a bad one
 ends the command with one line on stderr naming it and exit status 2. No flag may be abbreviated."""
@@ -669,6 +670,89 @@ def _cmd_certify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_batch(args: argparse.Namespace) -> Dict[str, Any]:
+    """certify-batch: every flag checked, the checkpoint loaded (it must be an FM) and the input's
+    columns read from its Parquet footer, before Ray starts."""
+    try:
+        from .distributed import InstanceFile, ModelPayload
+        from .distributed.model import check_method, check_qs
+    except ImportError as err:  # pragma: no cover - the extra is installed where tests run
+        raise ArgumentRefused(str(err)) from None
+    from .models import FM
+    from .training import load_checkpoint
+
+    for name in ("shard_size", "node_budget", "cpus_per_task"):
+        _check_count(getattr(args, name), _flag(name))
+    _check_count(args.max_retries, "--max-retries", minimum=0)
+    if args.num_cpus is not None:
+        _check_count(args.num_cpus, "--num-cpus")
+        if args.address != "local":
+            raise ArgumentRefused("--num-cpus: only with --address local (a cluster's nodes declare their own)")
+    try:
+        qs = check_qs(args.q)
+        method = check_method(args.method)
+    except ValueError as err:
+        raise ArgumentRefused(f"--{'method' if 'method' in str(err) else 'q'}: {err}") from None
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ArgumentRefused(f"OUTPUT: {out} exists and is not a directory")
+    parent = out.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArgumentRefused(f"OUTPUT: {parent} is not writable")
+    try:
+        model = load_checkpoint(args.model)
+    except (OSError, ValueError) as err:
+        raise ArgumentRefused(f"--model: {err}") from None
+    if not isinstance(model, FM):
+        raise ArgumentRefused(f"--model: {args.model} holds a {type(model).__name__}, not an FM")
+    try:
+        perturbable = _perturbable_ids(args.perturbable)
+        payload = ModelPayload.from_model(model, perturbable)
+    except (OSError, ValueError, IndexError) as err:
+        raise ArgumentRefused(f"--perturbable: {err}") from None
+    try:
+        InstanceFile(args.input, features_column=args.features_column, id_column=args.id_column,
+                     label_column=args.label_column)
+    except (OSError, ValueError, TypeError) as err:
+        flag = next((f"--{c.replace('_', '-')}" for c in ("features_column", "id_column", "label_column")
+                     if str(err).startswith(c)), "INPUT")
+        raise ArgumentRefused(f"{flag}: {err}") from None
+    return {"payload": payload, "qs": qs, "method": method}
+
+
+def _perturbable_ids(spec: str):
+    """``LO:HI`` (the ids of a field, e.g. ML-100K's history 2674:4356) or a .npy file of ids."""
+    import numpy as np
+
+    if ":" in spec:
+        lo, _, hi = spec.partition(":")
+        try:
+            return np.arange(int(lo), int(hi), dtype=np.int64)
+        except ValueError:
+            raise ValueError(f"expected LO:HI (two ints) or a .npy file, got {spec!r}") from None
+    return np.load(spec, allow_pickle=False)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .distributed import certify_parquet, connect
+
+    config = args.config
+    connect(args.address, num_cpus=args.num_cpus)
+    stats = certify_parquet(args.input, args.output, config["payload"], config["qs"], config["method"],
+                            features_column=args.features_column, id_column=args.id_column,
+                            label_column=args.label_column, shard_size=args.shard_size,
+                            node_budget=args.node_budget, cpus_per_task=args.cpus_per_task,
+                            max_retries=args.max_retries, resume=not args.no_resume)
+    rate = stats.rows / stats.seconds if stats.seconds > 0 else float("inf")
+    print(f"advrec certify-batch: {stats.rows} instances x {len(config['qs'])} budgets in {stats.shards} shards "
+          f"({stats.computed} computed, {stats.reused} already done) on {len(stats.nodes)} node(s), "
+          f"{stats.seconds:.1f} s ({rate:.0f} instances/s)")
+    print(f"results written: {Path(args.output) / 'results.parquet'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="advrec", description="Attack, defend, certify and measure recommenders.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -818,9 +902,33 @@ def build_parser() -> argparse.ArgumentParser:
     sets = sub.add_parser("datasets", help="the datasets a config's dataset: key can name: whether advrec "
                                            "downloads each, whether it is here, and where its files go")
     sets.set_defaults(func=_cmd_datasets, check=lambda args: None)
+    batch = sub.add_parser("certify-batch", help="certify an FM's predictions on a Parquet file of instances, "
+                                                  "shard by shard on a Ray cluster (the distributed extra)")
+    batch.add_argument("input", metavar="INPUT", help="Parquet file, one instance per row (a list<int64> column "
+                                                      "of active feature ids)")
+    batch.add_argument("output", metavar="OUTPUT", help="directory for shards/, manifest.json and results.parquet "
+                                                        "(a rerun resumes: finished shards are kept)")
+    batch.add_argument("--model", required=True, metavar="CKPT", help="FM checkpoint (advrec.training.save_checkpoint)")
+    batch.add_argument("--perturbable", required=True, metavar="LO:HI|IDS.npy",
+                       help="the feature ids that may be injected: a range LO:HI or a .npy file of ids")
+    batch.add_argument("--q", type=int, nargs="+", required=True, help="budgets: at most q injected features")
+    batch.add_argument("--method", default="best", help="paper, joint, best, exact or greedy (default best)")
+    batch.add_argument("--address", default="local",
+                       help="local (start Ray here), auto (join the cluster running here) or HOST:PORT")
+    batch.add_argument("--num-cpus", type=int, default=None, help="with --address local: worker CPUs")
+    batch.add_argument("--shard-size", type=int, default=4096, help="instances per shard/task (default 4096)")
+    batch.add_argument("--cpus-per-task", type=int, default=1, help="threads (and Ray CPUs) per task (default 1)")
+    batch.add_argument("--node-budget", type=int, default=100_000, help="branch-and-bound nodes per instance (exact)")
+    batch.add_argument("--max-retries", type=int, default=3, help="re-runs of a task whose worker died (default 3)")
+    batch.add_argument("--features-column", default="features", help="the list<int64> column (default features)")
+    batch.add_argument("--id-column", default=None, help="a column carried into the results (e.g. an instance id)")
+    batch.add_argument("--label-column", default=None, help="an integer label column carried into the results")
+    batch.add_argument("--no-resume", action="store_true",
+                       help="discard an earlier run's shards in OUTPUT instead of resuming")
+    batch.set_defaults(func=_cmd_batch, check=_check_batch)
     info = sub.add_parser("info", help="how the compiled core was built (compiler, OpenMP, CUDA)")
     info.set_defaults(func=_cmd_info, check=lambda args: None)
-    for command in (demo, cert, att, run, again, board, sets, info):
+    for command in (demo, cert, att, run, again, board, sets, batch, info):
         command.add_argument("--log-file", type=str, default=None, metavar="PATH",
                              help="also write advrec's log (data sources, rows removed, warnings) to PATH, "
                                   "appending, one timestamped line per message")

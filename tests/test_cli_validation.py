@@ -223,7 +223,7 @@ def test_no_parser_allows_abbreviations():
     parser = cli.build_parser()
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     parsers = [parser, *subs[0].choices.values()]
-    assert len(parsers) == 9 and all(not p.allow_abbrev for p in parsers)   # advrec + 8 commands
+    assert len(parsers) == 10 and all(not p.allow_abbrev for p in parsers)   # advrec + 9 commands
 
 
 # ----------------------------------------------------------------------------- every flag, bad values
