@@ -139,6 +139,16 @@ def test_q_beyond_candidates_with_many_features():
                     per_q(c, [2, 5, 7], method, p=c["p"], gram=c["gram"]), method)
 
 
+def test_budgets_beyond_the_small_selection():
+    """Past 16 budgets the shared selections switch from the small sorted array to the general
+    one (TopSum): both must give the per-q results."""
+    c = make_case(4, scale=1.0, n_range=(22, 25), m=30, q_max=18)
+    for method in ("paper", "joint", "best"):
+        for qs in ([1, 5, 16], [2, 17, 18]):
+            assert_same(fused(c, qs, method, p=c["p"], gram=c["gram"]),
+                        per_q(c, qs, method, p=c["p"], gram=c["gram"]), f"{method} {qs}")
+
+
 def test_empty_batch_and_empty_budgets():
     c = CASES[0]
     empty = dict(c, indptr=np.zeros(1, np.int64), indices=np.zeros(0, np.int64))

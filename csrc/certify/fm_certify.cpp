@@ -281,6 +281,42 @@ class TopSum {
   double thr_ = 0.0;
 };
 
+// The q <= kSmallTop largest positive values pushed, kept sorted (descending) by insertion:
+// for the few values of the pre-filtered candidate lists, cheaper than TopSum's buffer and
+// sort. Its sums are TopSum's bit for bit: the same values, added in the same (descending)
+// order.
+constexpr int64_t kSmallTop = 16;
+class SmallTop {
+ public:
+  void reset(int64_t q) {
+    q_ = q;
+    cnt_ = 0;
+  }
+  inline void push(double x) {
+    if (!(x > (cnt_ < q_ ? 0.0 : v_[q_ - 1]))) return;
+    int64_t i = cnt_ < q_ ? cnt_++ : q_ - 1;
+    while (i > 0 && v_[i - 1] < x) {
+      v_[i] = v_[i - 1];
+      --i;
+    }
+    v_[i] = x;
+  }
+  double kth() const { return cnt_ < q_ ? 0.0 : v_[q_ - 1]; }
+  double sum() const {
+    double s = 0.0;
+    for (int64_t i = 0; i < cnt_; ++i) s += v_[i];
+    return s;
+  }
+  void prefix(double* out) const {
+    out[0] = 0.0;
+    for (int64_t i = 1; i <= q_; ++i) out[i] = out[i - 1] + (i <= cnt_ ? v_[i - 1] : 0.0);
+  }
+
+ private:
+  double v_[kSmallTop];
+  int64_t q_ = 0, cnt_ = 0;
+};
+
 // Per-call data, read-only inside the parallel region.
 struct Shared {
   const Problem& pr;
@@ -378,6 +414,8 @@ struct Worker {
   // prefix sums [entries, shared_qmax + 1]); greedy picks, running F and re-score results
   // (-1 not yet re-scored) per prefix.
   int64_t shared_qmax = 0;
+  bool small_top = false;  // shared_qmax <= kSmallTop: the lists' selections use st
+  SmallTop st;
   std::vector<uint64_t> memo_key;
   std::vector<double> memo_pre;
   // The square bound's candidates (square_candidates): their oriented p, w and e.
@@ -578,11 +616,17 @@ struct Worker {
         const double a = 1.0 + beta;  // the terms exactly as square_terms() computes them
         for (int64_t i = 0; i < nc; ++i)
           sq[i] = a * cur->op[i] + (beta * cur->w[i] - 0.5 * cur->e[i]);
-        ts.reset(shared_qmax);
-        ts.push_all(sq.data(), nullptr, nc);
         memo_key.push_back(key);
         memo_pre.resize(memo_key.size() * width);
-        ts.prefix(&memo_pre[e * width]);
+        if (small_top) {
+          st.reset(shared_qmax);
+          for (int64_t i = 0; i < nc; ++i) st.push(sq[i]);
+          st.prefix(&memo_pre[e * width]);
+        } else {
+          ts.reset(shared_qmax);
+          ts.push_all(sq.data(), nullptr, nc);
+          ts.prefix(&memo_pre[e * width]);
+        }
       }
       return memo_pre[e * width + q] + 0.5 * beta * beta * snorm * snorm;
     });
@@ -612,9 +656,17 @@ struct Worker {
       vlo[i] = v0 < v1 ? v0 : v1;
       vhi[i] = v0 < v1 ? v1 : v0;
     }
-    ts.reset(shared_qmax);
-    ts.push_all(vlo, nullptr, nf);
-    const double cut = ts.kth() - 2e-9 * sq_mag;
+    double theta;
+    if (small_top && nf < n) {  // (the first cut, over all of C, skips blocks in TopSum)
+      st.reset(shared_qmax);
+      for (int64_t i = 0; i < nf; ++i) st.push(vlo[i]);
+      theta = st.kth();
+    } else {
+      ts.reset(shared_qmax);
+      ts.push_all(vlo, nullptr, nf);
+      theta = ts.kth();
+    }
+    const double cut = theta - 2e-9 * sq_mag;
     if (static_cast<int64_t>(to.op.size()) < nf) {
       to.op.resize(static_cast<size_t>(nf));
       to.w.resize(static_cast<size_t>(nf));
@@ -650,6 +702,11 @@ struct Worker {
   double joint_bound_shared(int64_t q) {
     if (!jc_ready) joint_candidates();
     const double* add = &sh.joint_add[sidx][(q - 1) * n];
+    if (small_top) {
+      st.reset(q);
+      for (int64_t i = 0; i < jc_n; ++i) st.push(op[jc[i]] + add[jc[i]]);
+      return st.sum();
+    }
     ts.reset(q);
     for (int64_t i = 0; i < jc_n; ++i) ts.push(op[jc[i]] + add[jc[i]]);
     return ts.sum();
@@ -675,6 +732,7 @@ struct Worker {
   }
   void shared_reset(int64_t q_max) {
     shared_qmax = q_max;
+    small_top = q_max <= kSmallTop;
     memo_key.clear();
     sqc_ready = false;
     jc_ready = false;
