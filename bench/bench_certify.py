@@ -229,3 +229,84 @@ def test_greedy_q4(benchmark, ratio, timed_best_of, ml100k):
     ratio(benchmark, "certify greedy q=4 vs torch batched GEMM", ref_s, instances=m,
           ours_instances_per_s=round(m / ours_s, 1), torch_instances_per_s=round(m / ref_s, 1),
           non_robust=round(float(np.mean(got.status == -1)), 4), **agree)
+
+
+# ----------------------------------------------------------------------------- fused budgets
+
+def per_q_budgets(cert, s: Setup, qs, method: str, tile_rows: int = 2048):
+    """Today's path before the fused pass (the reference): per tile one BLAS product
+    ``p = w_P + s V_Pᵀ`` (s summed in double by the core, the product by torch, as the
+    certifier does), then ``kernels.fm_certify_batch`` once per budget."""
+    from advrec import kernels as K
+    t = cert.tables(max(qs))
+    tables = (t.pair_top_val, t.pair_bot_val, t.row_top_val, t.row_bot_val)
+    VP = torch.from_numpy(np.ascontiguousarray(s.V[s.P]))
+    wP = torch.from_numpy(np.ascontiguousarray(s.w[s.P]))
+    gram = np.ascontiguousarray((VP @ VP.T).numpy())
+    m = len(s.indptr) - 1
+    parts = {q: [] for q in qs}
+    for lo in range(0, m, tile_rows):
+        hi = min(lo + tile_rows, m)
+        ip = np.ascontiguousarray(s.indptr[lo:hi + 1] - s.indptr[lo])
+        ix = s.indices[s.indptr[lo]:s.indptr[hi]]
+        p = torch.addmm(wP, torch.from_numpy(K.fm_scores_sums(ip, ix, s.w0, s.w, s.V)[1]), VP.T).numpy()
+        for q in qs:
+            parts[q].append(K.fm_certify_batch(ip, ix, s.w0, s.w, s.V, s.P, *tables, q, method,
+                                               p=p, gram=gram))
+    return {q: parts[q] for q in qs}
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("threads", [1, 2])
+def test_certify_budgets_fused_vs_per_q(benchmark, ratio, timed_best_of, ml100k, threads):
+    """best at q = 1..4 on the 10K test instances: ``FMCertifier.certify_budgets`` (one fused
+    pass per tile, ``kernels.fm_certify_budgets_batch``) against today's per-budget path
+    (``per_q_budgets``), same certifier tables, at 1 and 2 threads (OpenMP and torch). Every
+    field of every budget must be equal. Both sides include the per-tile BLAS product; the
+    per-model tables are built once, outside the timing. CPU seconds (process time) are
+    reported too: on a shared machine they are the steadier figure."""
+    import time as _time
+    from threadpoolctl import threadpool_limits
+    from advrec.certify import FMCertifier
+    s = ml100k
+    m = len(s.indptr) - 1
+    cert = FMCertifier(s.w0, s.w, s.V, s.P)
+    cert.tables(max(QS))
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads, user_api="openmp"):
+            def ours():
+                return cert.certify_budgets(s.indptr, s.indices, QS, "best", progress=False)
+
+            def ref():
+                return per_q_budgets(cert, s, QS, "best")
+
+            def cpu_s(fn, rounds):
+                best = float("inf")
+                for _ in range(rounds):
+                    t0 = _time.process_time()
+                    fn()
+                    best = min(best, _time.process_time() - t0)
+                return best
+
+            got = benchmark.pedantic(ours, rounds=5, iterations=1, warmup_rounds=1)
+            ref_s = timed_best_of(ref, 3)
+            ours_cpu, ref_cpu = cpu_s(ours, 3), cpu_s(ref, 2)
+            want = ref()
+    finally:
+        torch.set_num_threads(torch_threads)
+    for q in QS:
+        w = want[q]
+        for name in ("status", "score", "bound", "nodes"):
+            np.testing.assert_array_equal(getattr(got[q], name), np.concatenate([getattr(b, name) for b in w]))
+        flips = [b.flips_indices[b.flips_indptr[r]:b.flips_indptr[r + 1]] for b in w for r in range(len(b.status))]
+        assert all(np.array_equal(got[q].flip_set(i), f) for i, f in enumerate(flips))
+    ours_s = benchmark.stats.stats.min if getattr(benchmark, "stats", None) else float("nan")
+    print(f"\n[certify_budgets best q=1..4, {threads} thread(s)] {s.note}: fused {m / ours_s:,.0f} "
+          f"instances/s, per-q {m / ref_s:,.0f} instances/s (wall, min); CPU {ours_cpu * 1e3:.0f} ms "
+          f"vs {ref_cpu * 1e3:.0f} ms = {m / ours_cpu:,.0f} vs {m / ref_cpu:,.0f} instances per CPU second")
+    ratio(benchmark, f"certify_budgets fused vs per-q, {threads} thread(s)", ref_s, instances=m,
+          threads=threads, fused_instances_per_s=round(m / ours_s, 1),
+          per_q_instances_per_s=round(m / ref_s, 1), fused_cpu_s=ours_cpu, per_q_cpu_s=ref_cpu,
+          cpu_ratio=ref_cpu / ours_cpu)

@@ -8,7 +8,7 @@ and the dispatch to the family's CUDA twin (``*_cuda.py``) when the data lives o
 |---|---|---|---|
 | ``select`` | ``topk_scores``, ``rank_targets``, ``topk_dot`` | ``csrc/select/topk`` | ``select_cuda`` (``csrc/cuda/topk.cu``) |
 | ``pairs`` | ``gram_extremes`` | ``csrc/select/pairs`` | ``pairs_cuda`` (``csrc/cuda/gram_pairs.cu``) |
-| ``certify`` | ``fm_scores``, ``fm_scores_sums``, ``fm_certify_batch``, ``fm_max_q_batch``, ``fm_greedy_batch`` | ``csrc/certify/fm_certify`` | ``certify_cuda`` (``csrc/cuda/fm_greedy.cu``) |
+| ``certify`` | ``fm_scores``, ``fm_scores_sums``, ``fm_certify_batch``, ``fm_certify_budgets_batch``, ``fm_max_q_batch``, ``fm_greedy_batch`` | ``csrc/certify/fm_certify`` | ``certify_cuda`` (``csrc/cuda/fm_greedy.cu``) |
 | ``perturb`` | ``perturb_step`` | ``csrc/perturb/perturb`` | ``perturb_cuda`` (``csrc/cuda/perturb.cu``) |
 | ``bpr`` | ``mf_bpr_gradient`` | ``csrc/perturb/bpr_grad`` | none |
 | ``bpr_train`` | ``mf_bpr_train_epoch`` | ``csrc/train/bpr_train`` | none |
@@ -25,8 +25,8 @@ from ._args import as_csr
 from ._native import _core
 from .bpr import mf_bpr_gradient
 from .bpr_train import mf_bpr_train_epoch
-from .certify import (METHODS, FMCertBatch, fm_certify_batch, fm_greedy_batch, fm_max_q_batch,
-                      fm_scores, fm_scores_sums)
+from .certify import (METHODS, FMCertBatch, fm_certify_batch, fm_certify_budgets_batch,
+                      fm_greedy_batch, fm_max_q_batch, fm_scores, fm_scores_sums)
 from .knn import KNN_NORMS, SIMILARITIES, knn_neighbors, knn_predict, knn_row_means, knn_scores
 from .pairs import GramExtremes, gram_extremes
 from .perturb import PERTURB_NORMS, perturb_step
@@ -38,8 +38,8 @@ __all__ = [
     "has_cuda", "info", "as_csr",
     "topk_scores", "rank_targets", "topk_dot",
     "GramExtremes", "gram_extremes",
-    "METHODS", "FMCertBatch", "fm_scores", "fm_scores_sums", "fm_certify_batch", "fm_max_q_batch",
-    "fm_greedy_batch",
+    "METHODS", "FMCertBatch", "fm_scores", "fm_scores_sums", "fm_certify_batch",
+    "fm_certify_budgets_batch", "fm_max_q_batch", "fm_greedy_batch",
     "PERTURB_NORMS", "perturb_step",
     "mf_bpr_gradient", "mf_bpr_train_epoch",
     "CASCADE_COMPONENTS", "CASCADE_NORMALIZATIONS", "cascade_effects",

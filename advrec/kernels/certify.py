@@ -8,7 +8,7 @@ index ranges and finiteness, and raises ``ValueError``/``IndexError`` naming the
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple, Union
+from typing import Dict, Iterable, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,8 +17,8 @@ from . import certify_cuda
 from ._args import INT64_MAX, int_arg, int_array
 from ._native import _core
 
-__all__ = ["METHODS", "FMCertBatch", "fm_scores", "fm_scores_sums", "fm_certify_batch", "fm_max_q_batch",
-           "fm_greedy_batch"]
+__all__ = ["METHODS", "FMCertBatch", "fm_scores", "fm_scores_sums", "fm_certify_batch",
+           "fm_certify_budgets_batch", "fm_max_q_batch", "fm_greedy_batch"]
 
 METHODS = ("greedy", "paper", "joint", "best", "exact")
 
@@ -159,6 +159,37 @@ def fm_certify_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayL
                    p, gram)
     out = _core.fm_certify_batch(*args[:10], q, method, args[10], args[11], node_budget)
     return FMCertBatch(*out)
+
+
+def _budgets(qs: Iterable[int], name: str = "qs") -> Tuple[int, ...]:
+    """Budgets as sorted distinct ints (duplicates and order do not matter; each an int >= 0)."""
+    if isinstance(qs, (str, bytes)) or not isinstance(qs, Iterable):
+        raise TypeError(f"{name} must be an iterable of ints, got {type(qs).__name__}")
+    return tuple(sorted({int_arg(q, f"{name} entry", maximum=INT64_MAX) for q in qs}))
+
+
+def fm_certify_budgets_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
+                             V: ArrayLike, perturbable: ArrayLike, pair_top: ArrayLike,
+                             pair_bot: ArrayLike, row_top: ArrayLike, row_bot: ArrayLike,
+                             qs: Iterable[int], method: str = "best", *,
+                             p: Optional[ArrayLike] = None, gram: Optional[ArrayLike] = None,
+                             node_budget: int = 100_000) -> Dict[int, FMCertBatch]:
+    """:func:`fm_certify_batch` at every budget in ``qs``, in one pass over the instances.
+
+    Per instance the work that does not depend on ``q`` is done once: the score, ``p``'s row,
+    the paper bound's selection, the square bound's selections and one greedy search whose
+    stopping test is replayed per budget. ``{q: FMCertBatch}`` for the distinct ``qs`` (any
+    order), each equal field for field to ``fm_certify_batch`` at that ``q``. The tables must
+    be sized for ``max(qs)``.
+    """
+    budgets = _budgets(qs)
+    method = _method(method)
+    node_budget = int_arg(node_budget, "node_budget", 1, INT64_MAX)
+    args = _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot,
+                   p, gram)
+    out = _core.fm_certify_budgets_batch(*args[:10], np.asarray(budgets, np.int64), method,
+                                         args[10], args[11], node_budget)
+    return {q: FMCertBatch(*o) for q, o in zip(budgets, out)}
 
 
 def fm_max_q_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,

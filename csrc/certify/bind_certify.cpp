@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "bind_util.h"
 #include "certify/fm_certify.h"
@@ -263,6 +264,70 @@ py::tuple fm_certify_batch(const py::object& indptr, const py::object& indices, 
   return py::make_tuple(status, score, bound, flips_indptr, flips_indices, nodes);
 }
 
+// Budgets for certify_budgets: 1-D int64, strictly increasing, each in [0, kMaxQ].
+std::vector<int64_t> check_budgets(const py::object& qs_obj, int64_t node_budget) {
+  I64 qs = as_array<int64_t>(qs_obj, "qs", "int64");
+  check_ndim(qs, 1, "qs");
+  const int64_t* q = qs.data();
+  const int64_t nq = qs.shape(0);
+  for (int64_t b = 0; b < nq; ++b) {
+    check_budget(("qs[" + str(b) + "]").c_str(), q[b], node_budget);
+    if (b > 0 && q[b] <= q[b - 1])
+      throw ArgError("qs must be strictly increasing (qs[" + str(b - 1) + "] = " + str(q[b - 1]) +
+                     ", qs[" + str(b) + "] = " + str(q[b]) + ")");
+  }
+  check_budget("qs", 0, node_budget);  // node_budget even when qs is empty
+  return std::vector<int64_t>(q, q + nq);
+}
+
+py::list fm_certify_budgets_batch(const py::object& indptr, const py::object& indices,
+                                  double w0, const py::object& w, const py::object& V,
+                                  const py::object& perturbable, const py::object& pair_top,
+                                  const py::object& pair_bot, const py::object& row_top,
+                                  const py::object& row_bot, const py::object& qs_obj,
+                                  const std::string& method_name, const py::object& p,
+                                  const py::object& gram, int64_t node_budget) {
+  const Method method = parse_method(method_name);
+  const std::vector<int64_t> qs = check_budgets(qs_obj, node_budget);
+  const int64_t q_max = qs.empty() ? 0 : qs.back();
+  Args a = check_all(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top,
+                     row_bot, q_max, method, p, gram);
+  const int64_t m = a.pr.m;
+  const size_t nq = qs.size();
+  std::vector<py::array_t<int8_t>> status;
+  std::vector<F64> score, bound;
+  std::vector<I64> nodes, flips_indptr;
+  std::vector<advrec::fmcert::CertifyOut> outs(nq);
+  for (size_t b = 0; b < nq; ++b) {
+    status.emplace_back(m);
+    score.emplace_back(m);
+    bound.emplace_back(m);
+    nodes.emplace_back(m);
+    flips_indptr.emplace_back(m + 1);
+    outs[b].status = status[b].mutable_data();
+    outs[b].score = score[b].mutable_data();
+    outs[b].bound = bound[b].mutable_data();
+    outs[b].nodes = nodes[b].mutable_data();
+    outs[b].flips_indptr = flips_indptr[b].mutable_data();
+  }
+  int64_t bad;
+  {
+    py::gil_scoped_release release;
+    bad = advrec::fmcert::certify_budgets(a.pr, qs, method, node_budget, outs);
+  }
+  if (bad >= 0) raise_bad_p(bad);
+  py::list result;
+  for (size_t b = 0; b < nq; ++b) {
+    const std::vector<int64_t>& fi = outs[b].flips_indices;
+    I64 flips_indices(static_cast<py::ssize_t>(fi.size()));
+    if (!fi.empty())
+      std::memcpy(flips_indices.mutable_data(), fi.data(), fi.size() * sizeof(int64_t));
+    result.append(py::make_tuple(status[b], score[b], bound[b], flips_indptr[b], flips_indices,
+                                 nodes[b]));
+  }
+  return result;
+}
+
 I32 fm_max_q_batch(const py::object& indptr, const py::object& indices, double w0,
                    const py::object& w, const py::object& V, const py::object& perturbable,
                    const py::object& pair_top, const py::object& pair_bot,
@@ -327,6 +392,12 @@ void bind_certify(py::module_& m) {
         py::arg("method"), py::arg("p"), py::arg("gram"), py::arg("node_budget"),
         "Certify FM instances at budget q: (status, score, bound, flips_indptr, flips_indices, "
         "nodes). Internal; call advrec.kernels.fm_certify_batch.");
+  m.def("fm_certify_budgets_batch", &fm_certify_budgets_batch, py::arg("indptr"),
+        py::arg("indices"), py::arg("w0"), py::arg("w"), py::arg("V"), py::arg("perturbable"),
+        py::arg("pair_top"), py::arg("pair_bot"), py::arg("row_top"), py::arg("row_bot"),
+        py::arg("qs"), py::arg("method"), py::arg("p"), py::arg("gram"), py::arg("node_budget"),
+        "fm_certify_batch at every budget of qs (strictly increasing) in one pass: a list of "
+        "its tuples. Internal; call advrec.kernels.fm_certify_budgets_batch.");
   m.def("fm_max_q_batch", &fm_max_q_batch, py::arg("indptr"), py::arg("indices"),
         py::arg("w0"), py::arg("w"), py::arg("V"), py::arg("perturbable"), py::arg("pair_top"),
         py::arg("pair_bot"), py::arg("row_top"), py::arg("row_bot"), py::arg("q_max"),

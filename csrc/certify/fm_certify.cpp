@@ -255,6 +255,12 @@ class TopSum {
     for (int64_t i = 0; i < cnt_; ++i) s += buf_[i];
     return s;
   }
+  // The q-th largest value pushed, 0 when fewer than q positive values were pushed.
+  double kth() {
+    if (cnt_ > q_) cut();
+    if (cnt_ < q_) return 0.0;
+    return *std::min_element(buf_.begin(), buf_.begin() + cnt_);
+  }
   // out[i] = sum of the i largest kept values, i = 0..q.
   void prefix(double* out) {
     if (cnt_ > q_) cut();
@@ -273,6 +279,42 @@ class TopSum {
   std::vector<double> buf_;
   int64_t q_ = 0, cnt_ = 0, cap_ = 0;
   double thr_ = 0.0;
+};
+
+// The q <= kSmallTop largest positive values pushed, kept sorted (descending) by insertion:
+// for the few values of the pre-filtered candidate lists, cheaper than TopSum's buffer and
+// sort. Its sums are TopSum's bit for bit: the same values, added in the same (descending)
+// order.
+constexpr int64_t kSmallTop = 16;
+class SmallTop {
+ public:
+  void reset(int64_t q) {
+    q_ = q;
+    cnt_ = 0;
+  }
+  inline void push(double x) {
+    if (!(x > (cnt_ < q_ ? 0.0 : v_[q_ - 1]))) return;
+    int64_t i = cnt_ < q_ ? cnt_++ : q_ - 1;
+    while (i > 0 && v_[i - 1] < x) {
+      v_[i] = v_[i - 1];
+      --i;
+    }
+    v_[i] = x;
+  }
+  double kth() const { return cnt_ < q_ ? 0.0 : v_[q_ - 1]; }
+  double sum() const {
+    double s = 0.0;
+    for (int64_t i = 0; i < cnt_; ++i) s += v_[i];
+    return s;
+  }
+  void prefix(double* out) const {
+    out[0] = 0.0;
+    for (int64_t i = 1; i <= q_; ++i) out[i] = out[i - 1] + (i <= cnt_ ? v_[i - 1] : 0.0);
+  }
+
+ private:
+  double v_[kSmallTop];
+  int64_t q_ = 0, cnt_ = 0;
 };
 
 // Per-call data, read-only inside the parallel region.
@@ -368,6 +410,27 @@ struct Worker {
   std::vector<double> op, opx, og;
   std::vector<double> sq;  // square-bound terms
   std::vector<int64_t> S;  // positions of the flip set found
+  // Shared across budgets: square-bound selections per beta tried (bit patterns of beta, then
+  // prefix sums [entries, shared_qmax + 1]); greedy picks, running F and re-score results
+  // (-1 not yet re-scored) per prefix.
+  int64_t shared_qmax = 0;
+  bool small_top = false;  // shared_qmax <= kSmallTop: the lists' selections use st
+  SmallTop st;
+  std::vector<uint64_t> memo_key;
+  std::vector<double> memo_pre;
+  // The square bound's candidates (square_candidates): their oriented p, w and e.
+  bool sqc_ready = false;
+  double sq_mag = 0.0;
+  std::vector<double> sq_hi;
+  // The joint bound's candidates (joint_candidates), positions.
+  bool jc_ready = false;
+  int64_t jc_n = 0;
+  std::vector<int32_t> jc;
+  std::vector<int64_t> gS;
+  std::vector<double> gF;
+  std::vector<int8_t> gFlip;
+  double g_best = 0.0;
+  bool g_started = false;
   TopSum ts;
   // Branch and bound.
   std::vector<int32_t> cpos, order;
@@ -479,34 +542,246 @@ struct Worker {
   // [-0.99, 0] finds its minimum; every beta tried is sound, the smallest value is returned.
   double square_bound(int64_t q) {
     if (sidx != 1) return kInf;
-    if (sq.size() < static_cast<size_t>(n)) sq.resize(static_cast<size_t>(n));
-    auto at = [&](double beta) {
-      const double a = 1.0 + beta;
-      for (int64_t j = 0; j < n; ++j) sq[j] = a * op[j] + (beta * sh.wP[j] - 0.5 * sh.eP[j]);
+    return golden_min([&](double beta, double, double) {
+      square_terms(beta);
       ts.reset(q);
       ts.push_all(sq.data(), nullptr, n);  // H holds -inf in op, so -inf here: never selected
       return ts.sum() + 0.5 * beta * beta * snorm * snorm;
-    };
+    });
+  }
+  // sq[j] = (1 + beta) sigma p_j + beta w_j - e_j / 2, the square bound's terms at beta.
+  void square_terms(double beta) {
+    if (sq.size() < static_cast<size_t>(n)) sq.resize(static_cast<size_t>(n));
+    const double a = 1.0 + beta;
+    for (int64_t j = 0; j < n; ++j) sq[j] = a * op[j] + (beta * sh.wP[j] - 0.5 * sh.eP[j]);
+  }
+  // Golden-section search of at(beta, lo, hi) over [-0.99, 0] (at(0) included), [lo, hi] the
+  // bracket beta lies in; the smallest value seen.
+  template <typename At>
+  static double golden_min(At at) {
     constexpr double kGolden = 0.6180339887498949;
     double lo = -0.99, hi = 0.0;
     double x1 = hi - kGolden * (hi - lo), x2 = lo + kGolden * (hi - lo);
-    double f1 = at(x1), f2 = at(x2);
-    double best = std::min({at(0.0), f1, f2});
+    double f1 = at(x1, lo, hi), f2 = at(x2, lo, hi);
+    double best = std::min({at(0.0, lo, hi), f1, f2});
     for (int it = 0; it < kSquareIters; ++it) {
       if (f1 <= f2) {
         hi = x2; x2 = x1; f2 = f1;
         x1 = hi - kGolden * (hi - lo);
-        f1 = at(x1);
+        f1 = at(x1, lo, hi);
         best = std::min(best, f1);
       } else {
         lo = x1; x1 = x2; f1 = f2;
         x2 = lo + kGolden * (hi - lo);
-        f2 = at(x2);
+        f2 = at(x2, lo, hi);
         best = std::min(best, f2);
       }
     }
     return best;
   }
+
+  // ---- Several budgets of one instance (certify_budgets, max_q): the work that does not
+  // depend on q is done once and each budget reads it, giving bit for bit what the per-q
+  // functions above return.
+
+  // Square bound at q, every beta's selection kept for all budgets up to shared_qmax: the
+  // terms at beta do not depend on q, and the sum of the q smallest is the q-th prefix of the
+  // widest selection (TopSum sums in order), so budgets whose searches try the same beta (all
+  // share the first three) select once. Each selection runs over the few candidates that can
+  // enter a top-shared_qmax for some beta in [-0.99, 0] (square_candidates). Call
+  // shared_reset(q_max) per instance first.
+  double square_bound_shared(int64_t q) {
+    if (sidx != 1) return kInf;
+    if (!sqc_ready) square_candidates();
+    const size_t width = static_cast<size_t>(shared_qmax + 1);
+    // This search's candidates: the instance's list for [-0.99, 0], narrowed (into the other
+    // buffer) whenever the bracket has shrunk to half the interval the list was cut for.
+    const SqList* cur = &sqc;
+    double cur_lo = -0.99, cur_hi = 0.0;
+    int next = 0;
+    return golden_min([&](double beta, double lo, double hi) {
+      uint64_t key;
+      std::memcpy(&key, &beta, sizeof key);
+      size_t e = 0;
+      while (e < memo_key.size() && memo_key[e] != key) ++e;
+      if (e == memo_key.size()) {
+        if (hi - lo < 0.5 * (cur_hi - cur_lo)) {
+          narrow(*cur, lo, hi, sqn[next]);
+          cur = &sqn[next];
+          next ^= 1;
+          cur_lo = lo;
+          cur_hi = hi;
+        }
+        const int64_t nc = cur->size;
+        const double a = 1.0 + beta;  // the terms exactly as square_terms() computes them
+        for (int64_t i = 0; i < nc; ++i)
+          sq[i] = a * cur->op[i] + (beta * cur->w[i] - 0.5 * cur->e[i]);
+        memo_key.push_back(key);
+        memo_pre.resize(memo_key.size() * width);
+        if (small_top) {
+          st.reset(shared_qmax);
+          for (int64_t i = 0; i < nc; ++i) st.push(sq[i]);
+          st.prefix(&memo_pre[e * width]);
+        } else {
+          ts.reset(shared_qmax);
+          ts.push_all(sq.data(), nullptr, nc);
+          ts.prefix(&memo_pre[e * width]);
+        }
+      }
+      return memo_pre[e * width + q] + 0.5 * beta * beta * snorm * snorm;
+    });
+  }
+  // Square-bound candidates: oriented p, w and e of each (the first `size` entries).
+  struct SqList {
+    std::vector<double> op, w, e;
+    int64_t size = 0;
+  };
+  // The instance's candidates for [-0.99, 0], and two buffers a search narrows into.
+  SqList sqc, sqn[2];
+  // The candidates j whose square term c_j(beta) can be among the shared_qmax largest positive
+  // ones for some beta in [lo, hi], out of the nf given. c_j is linear in beta, so over the
+  // interval its values lie between those at the ends, lo_j <= c_j <= hi_j. With theta the
+  // shared_qmax-th largest lo_j (0 when fewer are positive), a j with hi_j < theta is below
+  // shared_qmax others at every beta there and never selected; the margin (1e-9 of the largest
+  // term magnitude, far above the few roundings of each term) keeps the cut exact in floating
+  // point. Values are computed as square_terms() does (-inf on H, never kept).
+  void narrow(const double* op_, const double* w_, const double* e_, int64_t nf, double lo,
+              double hi, SqList& to) {
+    const double alo = 1.0 + lo, ahi = 1.0 + hi;
+    double* __restrict vlo = sq.data();
+    double* __restrict vhi = sq_hi.data();
+    for (int64_t i = 0; i < nf; ++i) {
+      const double v0 = alo * op_[i] + (lo * w_[i] - 0.5 * e_[i]);
+      const double v1 = ahi * op_[i] + (hi * w_[i] - 0.5 * e_[i]);
+      vlo[i] = v0 < v1 ? v0 : v1;
+      vhi[i] = v0 < v1 ? v1 : v0;
+    }
+    double theta;
+    if (small_top && nf < n) {  // (the first cut, over all of C, skips blocks in TopSum)
+      st.reset(shared_qmax);
+      for (int64_t i = 0; i < nf; ++i) st.push(vlo[i]);
+      theta = st.kth();
+    } else {
+      ts.reset(shared_qmax);
+      ts.push_all(vlo, nullptr, nf);
+      theta = ts.kth();
+    }
+    const double cut = theta - 2e-9 * sq_mag;
+    if (static_cast<int64_t>(to.op.size()) < nf) {
+      to.op.resize(static_cast<size_t>(nf));
+      to.w.resize(static_cast<size_t>(nf));
+      to.e.resize(static_cast<size_t>(nf));
+    }
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < nf; ++i) {  // branch-free compaction
+      to.op[cnt] = op_[i];
+      to.w[cnt] = w_[i];
+      to.e[cnt] = e_[i];
+      cnt += vhi[i] >= cut;
+    }
+    to.size = cnt;
+  }
+  void narrow(const SqList& from, double lo, double hi, SqList& to) {
+    narrow(from.op.data(), from.w.data(), from.e.data(), from.size, lo, hi, to);
+  }
+  // The instance's candidates for the whole interval [-0.99, 0].
+  void square_candidates() {
+    if (sq_hi.size() < static_cast<size_t>(n)) sq_hi.resize(static_cast<size_t>(n));
+    if (sq.size() < static_cast<size_t>(n)) sq.resize(static_cast<size_t>(n));
+    double mag = 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+      const double t = std::fabs(op[j]) + (std::fabs(sh.wP[j]) + sh.eP[j]);  // inf on H
+      mag = t != kInf && t > mag ? t : mag;
+    }
+    sq_mag = mag;
+    narrow(op.data(), sh.wP.data(), sh.eP.data(), n, -0.99, 0.0, sqc);
+    sqc_ready = true;
+  }
+  // Joint bound at q over the candidates that can be among the shared_qmax largest u_j(q) for
+  // some q <= shared_qmax (joint_candidates): the same values, so the same sum as joint_bound.
+  double joint_bound_shared(int64_t q) {
+    if (!jc_ready) joint_candidates();
+    const double* add = &sh.joint_add[sidx][(q - 1) * n];
+    if (small_top) {
+      st.reset(q);
+      for (int64_t i = 0; i < jc_n; ++i) st.push(op[jc[i]] + add[jc[i]]);
+      return st.sum();
+    }
+    ts.reset(q);
+    for (int64_t i = 0; i < jc_n; ++i) ts.push(op[jc[i]] + add[jc[i]]);
+    return ts.sum();
+  }
+  // u_j(q) = sigma p_j + sigma e_j + R_j(q - 1) / 2 never decreases with q (R_j sums
+  // non-negative terms; rounding is monotone), and u_j(1) is sigma (p_j + e_j). With theta the
+  // shared_qmax-th largest u_j(1), a j with u_j(q_max) < theta is below shared_qmax others at
+  // every q <= q_max, and one with u_j(q_max) <= 0 is never selected: both are dropped.
+  void joint_candidates() {
+    ts.reset(shared_qmax);
+    ts.push_all(op.data(), sh.sig_e[sidx].data(), n);
+    const double theta = ts.kth();
+    const double* add = &sh.joint_add[sidx][(shared_qmax - 1) * n];
+    const double cut = theta > 0.0 ? theta : std::numeric_limits<double>::denorm_min();  // v > 0, v >= theta
+    if (jc.size() < static_cast<size_t>(n)) jc.resize(static_cast<size_t>(n));
+    int64_t cnt = 0;
+    for (int64_t j = 0; j < n; ++j) {  // branch-free compaction
+      jc[cnt] = static_cast<int32_t>(j);
+      cnt += op[j] + add[j] >= cut;
+    }
+    jc_n = cnt;
+    jc_ready = true;
+  }
+  void shared_reset(int64_t q_max) {
+    shared_qmax = q_max;
+    small_top = q_max <= kSmallTop;
+    memo_key.clear();
+    sqc_ready = false;
+    jc_ready = false;
+    gS.clear();
+    gF.clear();
+    gFlip.clear();
+    g_started = false;
+  }
+  // greedy(q, tl) without repeating the search: the picks do not depend on q, only the stop
+  // test does (tol grows with q), so steps are taken as budgets ask for them and each prefix's
+  // double re-score is kept. Returns the length of the flip set greedy(q, tl) finds (its first
+  // entries of gS), 0 when it finds none.
+  int64_t greedy_shared(int64_t q, double tl) {
+    const int64_t steps = std::min(q, nC);
+    for (int64_t t = 0; t < steps; ++t) {
+      if (t == static_cast<int64_t>(gS.size())) greedy_step();
+      if (gF[t] >= tau - tl) {
+        if (gFlip[t] < 0)
+          gFlip[t] = rescore_flips(t + 1, [&](int64_t u) { return gS[u]; }) ? 1 : 0;
+        if (gFlip[t]) return t + 1;
+      }
+    }
+    return 0;
+  }
+  // One step of greedy(): the gain update for the previous pick (greedy() applies it at the
+  // end of a step; here when the next step is asked for), then the pick.
+  void greedy_step() {
+    double* g = og.data();
+    if (!g_started) {
+      g_best = add_max(g, op.data(), sh.sig_e[sidx].data(), n);  // -inf stays on H
+      g_started = true;
+    } else {
+      const int64_t js = gS.back();
+      if (pr.gram) {
+        g_best = add_row_max(g, pr.gram + js * n, sidx == 1, n);
+      } else {
+        const double* vj = &sh.VP[js * k];
+        for (int64_t j = 0; j < n; ++j)
+          if (g[j] != -kInf) g[j] += sigma * dot(&sh.VP[j * k], vj, k);
+        g_best = max_of(g, n);
+      }
+    }
+    const int64_t js = first_index_of(g, n, g_best);  // lowest position among ties
+    gS.push_back(js);
+    gF.push_back((gF.empty() ? 0.0 : gF.back()) + g_best);
+    gFlip.push_back(-1);
+    g[js] = -kInf;
+  }
+
   double oriented_bound(int64_t q, Method method) {
     switch (method) {
       case Method::kPaper: return paper_bound(q);
@@ -676,11 +951,13 @@ struct Worker {
     return BnB::kRobust;
   }
 
-  void record_flip(int64_t& off, int64_t& len) {
+  void record_flip(int64_t& off, int64_t& len) { record_flip(off, len, flips); }
+  // S's feature ids, ascending, appended to dst at off.
+  void record_flip(int64_t& off, int64_t& len, std::vector<int64_t>& dst) {
     std::sort(S.begin(), S.end());
-    off = static_cast<int64_t>(flips.size());
+    off = static_cast<int64_t>(dst.size());
     len = static_cast<int64_t>(S.size());
-    for (int64_t a : S) flips.push_back(pr.perturbable[a]);
+    for (int64_t a : S) dst.push_back(pr.perturbable[a]);
   }
 };
 
@@ -807,6 +1084,130 @@ int64_t certify(const Problem& pr, int64_t q, Method method, int64_t node_budget
   return -1;
 }
 
+int64_t certify_budgets(const Problem& pr, const std::vector<int64_t>& qs, Method method,
+                        int64_t node_budget, std::vector<CertifyOut>& outs) {
+  const int64_t nq = static_cast<int64_t>(qs.size());
+  const int64_t q_max = nq ? qs.back() : 0;
+  const Shared sh(pr, q_max > 0 && uses_tables(method) ? q_max : 0);
+  const int64_t m = pr.m;
+  const bool use_paper = method == Method::kPaper || method == Method::kBest || method == Method::kExact;
+  const bool use_joint = method == Method::kJoint || method == Method::kBest || method == Method::kExact;
+  const bool use_square = method == Method::kBest || method == Method::kExact;
+  // Flip sets: per budget b and row r, the thread that found it and where ([b * m + r]).
+  const size_t slots = static_cast<size_t>(nq * m);
+  std::vector<int32_t> ftid(slots, 0);
+  std::vector<int64_t> foff(slots, 0), flen(slots, 0);
+  const int nt = thread_count();
+  std::vector<std::vector<int64_t>> thread_flips(static_cast<size_t>(nq * nt));
+  int64_t bad_row = -1;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+
+  OmpGuard guard;
+#ifdef ADVREC_OPENMP
+#pragma omp parallel
+#endif
+  {
+    std::unique_ptr<Worker> wkp;
+    std::vector<double> paper_pre;
+    std::vector<std::vector<int64_t>> my_flips;
+    guard.run([&] {
+      wkp.reset(new Worker(sh));
+      paper_pre.assign(static_cast<size_t>(use_paper ? q_max + 1 : 0), 0.0);
+      my_flips.resize(static_cast<size_t>(nq));
+    });
+    const int tid = thread_id();
+#ifdef ADVREC_OPENMP
+#pragma omp for schedule(dynamic, 8)
+#endif
+    for (int64_t r = 0; r < m; ++r) {
+      if (!wkp || guard.failed()) continue;
+      guard.run([&] {
+        Worker& wk = *wkp;
+        wk.begin(r);
+        for (int64_t b = 0; b < nq; ++b) {
+          CertifyOut& o = outs[b];
+          o.score[r] = wk.f;
+          o.nodes[r] = 0;
+          o.status[r] = 0;
+          o.bound[r] = method == Method::kGreedy ? nan : 0.0;
+          if (qs[b] == 0) {  // only the empty set is allowed
+            o.status[r] = 1;
+            o.bound[r] = 0.0;
+          }
+        }
+        if (q_max == 0) {
+          wk.end();
+          return;
+        }
+        if (!wk.load_p()) {
+          note_bad_row(bad_row, r);
+          wk.end();
+          return;
+        }
+        wk.shared_reset(q_max);
+        if (use_paper) {  // one selection serves every budget
+          wk.ts.reset(q_max);
+          wk.ts.push_all(wk.op.data(), nullptr, wk.n);
+          wk.ts.prefix(paper_pre.data());
+        }
+        for (int64_t b = 0; b < nq; ++b) {
+          const int64_t q = qs[b];
+          if (q == 0) continue;
+          CertifyOut& o = outs[b];
+          const double tl = wk.tol(q);
+          if (method != Method::kGreedy) {
+            double ob = kInf;
+            if (use_paper) ob = paper_pre[q] + sh.pair_pre[wk.sidx][q];
+            if (use_joint) ob = std::min(ob, wk.joint_bound_shared(q));
+            if (use_square && !wk.clears(ob, tl)) ob = std::min(ob, wk.square_bound_shared(q));
+            o.bound[r] = wk.sigma * ob;
+            if (wk.clears(ob, tl)) {
+              o.status[r] = 1;
+              continue;
+            }
+          }
+          const int64_t len = wk.greedy_shared(q, tl);
+          bool flipped = len > 0;
+          if (flipped) {
+            wk.S.assign(wk.gS.begin(), wk.gS.begin() + len);
+          } else if (method == Method::kExact) {
+            int64_t nodes = 0;
+            const BnB res = wk.branch_and_bound(q, tl, node_budget, nodes);
+            o.nodes[r] = nodes;
+            if (res == BnB::kRobust) o.status[r] = 1;
+            flipped = res == BnB::kFlipped;
+          }
+          if (flipped) {
+            o.status[r] = -1;
+            const size_t at = static_cast<size_t>(b * m + r);
+            ftid[at] = tid;
+            wk.record_flip(foff[at], flen[at], my_flips[b]);
+          }
+        }
+        wk.end();
+      });
+    }
+    for (int64_t b = 0; b < static_cast<int64_t>(my_flips.size()); ++b)
+      thread_flips[b * nt + tid].swap(my_flips[b]);
+  }
+  guard.rethrow();
+  if (bad_row >= 0) return bad_row;
+  for (int64_t b = 0; b < nq; ++b) {
+    CertifyOut& o = outs[b];
+    const int64_t* len = &flen[b * m];
+    o.flips_indptr[0] = 0;
+    for (int64_t r = 0; r < m; ++r) o.flips_indptr[r + 1] = o.flips_indptr[r] + len[r];
+    o.flips_indices.resize(static_cast<size_t>(o.flips_indptr[m]));
+    for (int64_t r = 0; r < m; ++r) {
+      const std::vector<int64_t>& src = thread_flips[b * nt + ftid[b * m + r]];
+      const int64_t off = foff[b * m + r];
+      std::copy(src.begin() + off, src.begin() + off + len[r],
+                o.flips_indices.begin() + o.flips_indptr[r]);
+    }
+  }
+  return -1;
+}
+
 int64_t max_q(const Problem& pr, int64_t q_max, Method method, int64_t node_budget,
               int32_t* out) {
   const Shared sh(pr, q_max);
@@ -844,6 +1245,7 @@ int64_t max_q(const Problem& pr, int64_t q_max, Method method, int64_t node_budg
           wk.end();
           return;
         }
+        wk.shared_reset(q_max);
         if (use_paper) {  // one selection serves every q
           wk.ts.reset(q_max);
           wk.ts.push_all(wk.op.data(), nullptr, wk.n);
@@ -854,10 +1256,10 @@ int64_t max_q(const Problem& pr, int64_t q_max, Method method, int64_t node_budg
           const double tl = wk.tol(q);
           double ob = kInf;
           if (use_paper) ob = paper_pre[q] + sh.pair_pre[wk.sidx][q];
-          if (use_joint) ob = std::min(ob, wk.joint_bound(q));
-          if (use_square && !wk.clears(ob, tl)) ob = std::min(ob, wk.square_bound(q));
+          if (use_joint) ob = std::min(ob, wk.joint_bound_shared(q));
+          if (use_square && !wk.clears(ob, tl)) ob = std::min(ob, wk.square_bound_shared(q));
           if (!wk.clears(ob, tl)) {
-            if (method != Method::kExact || wk.greedy(q, tl)) break;
+            if (method != Method::kExact || wk.greedy_shared(q, tl) > 0) break;
             int64_t nodes = 0;
             if (wk.branch_and_bound(q, tl, node_budget, nodes) != BnB::kRobust) break;
           }

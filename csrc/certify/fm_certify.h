@@ -54,6 +54,13 @@ void scores(const Problem& pr, double* out, float* sums = nullptr);
 int64_t certify(const Problem& pr, int64_t q, Method method, int64_t node_budget,
                 CertifyOut& out);
 
+// certify() at every budget qs[b] (strictly increasing, >= 0) in one pass per row: the score,
+// p, the paper bound's selection, the square bound's selections and the greedy search are done
+// once and read by every budget; each outs[b] equals, field for field, certify() at qs[b].
+// Same return convention as certify().
+int64_t certify_budgets(const Problem& pr, const std::vector<int64_t>& qs, Method method,
+                        int64_t node_budget, std::vector<CertifyOut>& outs);
+
 // Largest q <= q_max such that the row is certified robust at every budget 1..q. Same return
 // convention as certify().
 int64_t max_q(const Problem& pr, int64_t q_max, Method method, int64_t node_budget,
