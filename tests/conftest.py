@@ -12,8 +12,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: whether tests/ sits in a source checkout. Tests marked ``checkout`` read its committed files
+#: (docs/, README.md, csrc/, the advrec/ sources); run from a copy of tests/ alone, against an
+#: installed wheel, they are skipped rather than passing over files that are not there. In a
+#: checkout they run, and a missing file fails them.
+IN_CHECKOUT = (ROOT / "pyproject.toml").is_file()
+
 if not any((ROOT / "advrec").glob("_core*")):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
+
+
+def pytest_configure(config):
+    # registered here, not in pyproject.toml, so that a copy of tests/ alone knows it too
+    config.addinivalue_line("markers", "checkout: reads the source checkout's files (docs/, README.md, "
+                                       "csrc/); skipped when tests/ runs outside a checkout")
+
+
+def pytest_collection_modifyitems(config, items):
+    if IN_CHECKOUT:
+        return
+    skip = pytest.mark.skip(reason=f"reads the source checkout's files; {ROOT} is not a checkout")
+    for item in items:
+        if item.get_closest_marker("checkout"):
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    """Which advrec the run tests (the source tree or an installed wheel), shown atop every run."""
+    import advrec
+
+    where = Path(advrec.__file__).resolve().parent
+    kind = "source tree" if where.parent == ROOT else "installed"
+    return f"advrec {advrec.__version__}: {where} ({kind})"
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the rules are read off the checkout's sources (advrec/, csrc/): skipped for a copy of tests/ alone
+pytestmark = pytest.mark.checkout
 PKG = ROOT / "advrec"
 
 

@@ -167,6 +167,7 @@ def test_json_round_trip_is_byte_identical(tiny):
         R.result_from_json({"config": {}})
 
 
+@pytest.mark.checkout
 def test_committed_report_round_trips_byte_identical():
     """docs/results/detect/ holds the full run: its JSON reloads to the same JSON and Markdown, so
     the committed tables are what the committed numbers give."""

@@ -278,6 +278,7 @@ def test_runs_without_optimised_attacks_have_no_transfer_table(tiny):
     assert not any("hand-crafted" in c.name for c in R.acceptance(tiny))
 
 
+@pytest.mark.checkout
 @pytest.mark.parametrize("where", ["", "optimised"])
 def test_committed_report_round_trips_byte_identical(where):
     from pathlib import Path

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import advrec
 from advrec.data import Interactions
@@ -45,6 +46,7 @@ def test_the_commit_is_the_checkouts_head(tmp_path):
     assert git_commit(tmp_path) is None   # not a checkout: nothing invented
 
 
+@pytest.mark.checkout
 def test_no_committed_report_names_a_local_path():
     for f in sorted(RESULTS.glob("*/*.json")) + sorted(RESULTS.glob("*/*.md")):
         text = f.read_text()
