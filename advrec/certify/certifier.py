@@ -165,22 +165,30 @@ class FMCertifier:
         """p = w_P + s V_Pᵀ for a tile of instances: s summed in double, the product by BLAS.
 
         A numpy array, or with ``on_device`` a tensor left on the certifier's device."""
+        return self._p_s_tile(indptr, indices, on_device)[0]
+
+    def _p_s_tile(self, indptr: np.ndarray, indices: np.ndarray, on_device: bool = False):
+        """``(p, s)``: ``_p_tile``'s p and, on the CPU, the double sums s it was built from
+        (float64 [m, k], for the kernels' ``s=`` so that they do not sum them again); s is None
+        on a GPU certifier or for an empty tile."""
         m = len(indptr) - 1
         if m == 0 or self.n_perturbable == 0:
-            return np.zeros((m, self.n_perturbable), np.float32)
+            return np.zeros((m, self.n_perturbable), np.float32), None
         if len(indices) and (indices.min() < 0 or indices.max() >= self.n_features):
             bad = int(np.flatnonzero((indices < 0) | (indices >= self.n_features))[0])
             raise IndexError(f"indices[{bad}] = {indices[bad]} is outside [0, {self.n_features})")
+        s64 = None
         if self.device.type == "cpu":  # s summed in double by the core, one pass
-            s = torch.from_numpy(kernels.fm_scores_sums(indptr, indices, self.w0, self.w, self.V)[1])
+            s64 = kernels.fm_scores_sums(indptr, indices, self.w0, self.w, self.V, double_sums=True)[1]
+            s = torch.from_numpy(s64).to(torch.float32)  # round to nearest: the core's float32 s
         else:
             s = torch.nn.functional.embedding_bag(
                 torch.from_numpy(indices).to(self.device), self._V64,
                 torch.from_numpy(indptr[:-1]).to(self.device), mode="sum").to(torch.float32)
         p = torch.addmm(self._wP, s, self._VP.T)
         if on_device:
-            return p
-        return np.ascontiguousarray(p.cpu().numpy())
+            return p, s64
+        return np.ascontiguousarray(p.cpu().numpy()), s64
 
     def _tiles(self, indptr: np.ndarray, progress: Optional[bool], desc: str):
         m = len(indptr) - 1
@@ -220,10 +228,14 @@ class FMCertifier:
             hi = min(lo + self.tile_rows, len(indptr) - 1)
             ip, ix = _slice_csr(indptr, indices, lo, hi)
             fused = [q for q in qs if not (cuda_greedy and q > 0)]
-            by_q = kernels.fm_certify_budgets_batch(
-                ip, ix, self.w0, self.w, self.V, self.perturbable, tables.pair_top_val,
-                tables.pair_bot_val, tables.row_top_val, tables.row_bot_val, fused, method,
-                p=self._p_tile(ip, ix), gram=self._gram, node_budget=node_budget) if fused else {}
+            if fused:
+                p, s = self._p_s_tile(ip, ix)
+                by_q = kernels.fm_certify_budgets_batch(
+                    ip, ix, self.w0, self.w, self.V, self.perturbable, tables.pair_top_val,
+                    tables.pair_bot_val, tables.row_top_val, tables.row_bot_val, fused, method,
+                    p=p, gram=self._gram, node_budget=node_budget, s=s)
+            else:
+                by_q = {}
             for q in qs:
                 parts[q].append(by_q[q] if q in by_q else kernels.fm_greedy_batch(
                     ip, ix, self.w0, self.w, self.V, self.perturbable, q,
@@ -249,10 +261,11 @@ class FMCertifier:
         for lo in self._tiles(indptr, progress, f"max_q<={q_max} {method}"):
             hi = min(lo + self.tile_rows, m)
             ip, ix = _slice_csr(indptr, indices, lo, hi)
+            p, s = self._p_s_tile(ip, ix)
             out.append(kernels.fm_max_q_batch(
                 ip, ix, self.w0, self.w, self.V, self.perturbable, tables.pair_top_val,
                 tables.pair_bot_val, tables.row_top_val, tables.row_bot_val, q_max, method,
-                p=self._p_tile(ip, ix), gram=self._gram, node_budget=node_budget))
+                p=p, gram=self._gram, node_budget=node_budget, s=s))
         return np.concatenate(out) if out else np.zeros(0, np.int32)
 
     def random_injection(self, indptr, indices, q: int, *, seed: int = 0) -> np.ndarray:

@@ -113,6 +113,18 @@ def _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top,
     )
 
 
+def _sums(s: Optional[ArrayLike]) -> Optional[np.ndarray]:
+    """``s`` as given by ``fm_scores_sums(..., double_sums=True)``: float64 only, since a float32
+    ``s`` widened here would not be the double sums (the core checks shape and finiteness)."""
+    if s is None:
+        return None
+    dtype = s.dtype if isinstance(s, (np.ndarray, torch.Tensor)) else None
+    if dtype not in (np.float64, torch.float64):
+        raise TypeError("s must be a float64 array (fm_scores_sums(..., double_sums=True)[1]), "
+                        f"got {'dtype ' + str(dtype) if dtype is not None else type(s).__name__}")
+    return _floats(s, "s", np.float64)
+
+
 def fm_scores(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
               V: ArrayLike) -> np.ndarray:
     """Exact FM scores f(x) (paper eq. 2, self-interactions included) of CSR rows, float64 [m].
@@ -125,11 +137,18 @@ def fm_scores(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
 
 
 def fm_scores_sums(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
-                   V: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
+                   V: ArrayLike, *, double_sums: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """``fm_scores`` plus each row's ``s = Σ_{i∈x} v_i`` (summed in double, returned float32
-    ``[m, k]``), in one pass: the certifier's BLAS product ``p = w_P + s V_Pᵀ`` starts from it."""
+    ``[m, k]``), in one pass: the certifier's BLAS product ``p = w_P + s V_Pᵀ`` starts from it.
+
+    With ``double_sums`` ``s`` comes back as summed (float64): pass it as ``s=`` to
+    :func:`fm_certify_budgets_batch` / :func:`fm_max_q_batch`, which then skip summing it again
+    (its float32 rounding is the float32 ``s`` above, bit for bit)."""
+    if not isinstance(double_sums, (bool, np.bool_)):
+        raise TypeError(f"double_sums must be a bool, got {type(double_sums).__name__}")
     return _core.fm_scores_sums(_ints(indptr, "indptr"), _ints(indices, "indices"), _w0(w0),
-                                _floats(w, "w", np.float32), _floats(V, "V", np.float32))
+                                _floats(w, "w", np.float32), _floats(V, "V", np.float32),
+                                bool(double_sums))
 
 
 def fm_certify_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike,
@@ -173,14 +192,17 @@ def fm_certify_budgets_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w
                              pair_bot: ArrayLike, row_top: ArrayLike, row_bot: ArrayLike,
                              qs: Iterable[int], method: str = "best", *,
                              p: Optional[ArrayLike] = None, gram: Optional[ArrayLike] = None,
-                             node_budget: int = 100_000) -> Dict[int, FMCertBatch]:
+                             node_budget: int = 100_000,
+                             s: Optional[ArrayLike] = None) -> Dict[int, FMCertBatch]:
     """:func:`fm_certify_batch` at every budget in ``qs``, in one pass over the instances.
 
     Per instance the work that does not depend on ``q`` is done once: the score, ``p``'s row,
     the paper bound's selection, the square bound's selections and one greedy search whose
     stopping test is replayed per budget. ``{q: FMCertBatch}`` for the distinct ``qs`` (any
     order), each equal field for field to ``fm_certify_batch`` at that ``q``. The tables must
-    be sized for ``max(qs)``.
+    be sized for ``max(qs)``. ``s`` [m, k] float64: the rows' sums from
+    ``fm_scores_sums(..., double_sums=True)`` (the ones ``p`` was built from), so that they are
+    not summed twice; other values give other (unsound) results. None: summed here.
     """
     budgets = _budgets(qs)
     method = _method(method)
@@ -188,7 +210,7 @@ def fm_certify_budgets_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w
     args = _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot,
                    p, gram)
     out = _core.fm_certify_budgets_batch(*args[:10], np.asarray(budgets, np.int64), method,
-                                         args[10], args[11], node_budget)
+                                         args[10], args[11], node_budget, _sums(s))
     return {q: FMCertBatch(*o) for q, o in zip(budgets, out)}
 
 
@@ -196,11 +218,13 @@ def fm_max_q_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLik
                    V: ArrayLike, perturbable: ArrayLike, pair_top: ArrayLike,
                    pair_bot: ArrayLike, row_top: ArrayLike, row_bot: ArrayLike, q_max: int,
                    method: str = "best", *, p: Optional[ArrayLike] = None,
-                   gram: Optional[ArrayLike] = None, node_budget: int = 100_000) -> np.ndarray:
+                   gram: Optional[ArrayLike] = None, node_budget: int = 100_000,
+                   s: Optional[ArrayLike] = None) -> np.ndarray:
     """Per row, the largest ``q <= q_max`` certified robust at every budget 1..q (int32 [m]).
 
     Same arguments as :func:`fm_certify_batch` with tables sized for ``q_max``; ``method``
     ``greedy`` is refused (it never certifies robustness). Its mean is the paper's avg-max q.
+    ``s``: as for :func:`fm_certify_budgets_batch`.
     """
     q_max = int_arg(q_max, "q_max", maximum=INT64_MAX)
     method = _method(method)
@@ -210,7 +234,8 @@ def fm_max_q_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLik
     node_budget = int_arg(node_budget, "node_budget", 1, INT64_MAX)
     args = _common(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top, row_bot,
                    p, gram)
-    return _core.fm_max_q_batch(*args[:10], q_max, method, args[10], args[11], node_budget)
+    return _core.fm_max_q_batch(*args[:10], q_max, method, args[10], args[11], node_budget,
+                                _sums(s))
 
 
 def fm_greedy_batch(indptr: ArrayLike, indices: ArrayLike, w0: float, w: ArrayLike, V: ArrayLike,

@@ -42,11 +42,17 @@ void check_finite(const float* a, int64_t size, const char* name) {
       throw ArgError(std::string(name) + " contains NaN or inf (flat index " + str(i) + ")");
 }
 
+void check_finite(const double* a, int64_t size, const char* name) {
+  for (int64_t i = 0; i < size; ++i)
+    if (!std::isfinite(a[i]))
+      throw ArgError(std::string(name) + " contains NaN or inf (flat index " + str(i) + ")");
+}
+
 // Keeps the validated arrays alive and the Problem that points into them.
 struct Args {
   I64 indptr, indices, perturbable;
   F32 w, V, p, gram;
-  F64 pair_top, pair_bot, row_top, row_bot;
+  F64 pair_top, pair_bot, row_top, row_bot, s;
   Problem pr;
 };
 
@@ -183,8 +189,18 @@ void check_tables(Args& a, const py::object& pair_top, const py::object& pair_bo
   a.pr.t = t;
 }
 
-void check_optional(Args& a, const py::object& p, const py::object& gram) {
+void check_optional(Args& a, const py::object& p, const py::object& gram, const py::object& s) {
   const int64_t m = a.pr.m, n = a.pr.n;
+  if (!s.is_none()) {  // the rows' sums from fm_scores_sums(..., double_sums=True)
+    const int64_t k = a.pr.k;
+    a.s = as_array<double>(s, "s", "float64");
+    check_ndim(a.s, 2, "s");
+    if (a.s.shape(0) != m || a.s.shape(1) != k)
+      throw ArgError("s must have shape (rows, k) = (" + str(m) + ", " + str(k) + "), got (" +
+                     str(a.s.shape(0)) + ", " + str(a.s.shape(1)) + ")");
+    check_finite(a.s.data(), m * k, "s");
+    a.pr.s = a.s.data();
+  }
   if (!p.is_none()) {
     a.p = as_array<float>(p, "p", "float32");
     check_ndim(a.p, 2, "p");
@@ -217,13 +233,14 @@ Args check_all(const py::object& indptr, const py::object& indices, double w0,
                const py::object& w, const py::object& V, const py::object& perturbable,
                const py::object& pair_top, const py::object& pair_bot,
                const py::object& row_top, const py::object& row_bot, int64_t q, Method method,
-               const py::object& p, const py::object& gram) {
+               const py::object& p, const py::object& gram,
+               const py::object& s = py::none()) {
   Args a;
   check_model(a, w0, w, V);
   check_instances(a, indptr, indices);
   check_perturbable(a, perturbable);
   check_tables(a, pair_top, pair_bot, row_top, row_bot, q, method != Method::kGreedy);
-  check_optional(a, p, gram);
+  check_optional(a, p, gram, s);
   return a;
 }
 
@@ -286,12 +303,13 @@ py::list fm_certify_budgets_batch(const py::object& indptr, const py::object& in
                                   const py::object& pair_bot, const py::object& row_top,
                                   const py::object& row_bot, const py::object& qs_obj,
                                   const std::string& method_name, const py::object& p,
-                                  const py::object& gram, int64_t node_budget) {
+                                  const py::object& gram, int64_t node_budget,
+                                  const py::object& s) {
   const Method method = parse_method(method_name);
   const std::vector<int64_t> qs = check_budgets(qs_obj, node_budget);
   const int64_t q_max = qs.empty() ? 0 : qs.back();
   Args a = check_all(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top,
-                     row_bot, q_max, method, p, gram);
+                     row_bot, q_max, method, p, gram, s);
   const int64_t m = a.pr.m;
   const size_t nq = qs.size();
   std::vector<py::array_t<int8_t>> status;
@@ -333,14 +351,14 @@ I32 fm_max_q_batch(const py::object& indptr, const py::object& indices, double w
                    const py::object& pair_top, const py::object& pair_bot,
                    const py::object& row_top, const py::object& row_bot, int64_t q_max,
                    const std::string& method_name, const py::object& p, const py::object& gram,
-                   int64_t node_budget) {
+                   int64_t node_budget, const py::object& s) {
   const Method method = parse_method(method_name);
   if (method == Method::kGreedy)
     throw ArgError("method 'greedy' never certifies robustness, so it has no max_q; use "
                    "'paper', 'joint', 'best' or 'exact'");
   check_budget("q_max", q_max, node_budget);
   Args a = check_all(indptr, indices, w0, w, V, perturbable, pair_top, pair_bot, row_top,
-                     row_bot, q_max, method, p, gram);
+                     row_bot, q_max, method, p, gram, s);
   I32 out(a.pr.m);
   int64_t bad;
   {
@@ -365,11 +383,19 @@ F64 fm_scores(const py::object& indptr, const py::object& indices, double w0,
 }
 
 py::tuple fm_scores_sums(const py::object& indptr, const py::object& indices, double w0,
-                         const py::object& w, const py::object& V) {
+                         const py::object& w, const py::object& V, bool double_sums) {
   Args a;
   check_model(a, w0, w, V);
   check_instances(a, indptr, indices);
   F64 out(a.pr.m);
+  if (double_sums) {
+    F64 sums({a.pr.m, a.pr.k});
+    {
+      py::gil_scoped_release release;
+      advrec::fmcert::scores(a.pr, out.mutable_data(), nullptr, sums.mutable_data());
+    }
+    return py::make_tuple(out, sums);
+  }
   F32 sums({a.pr.m, a.pr.k});
   {
     py::gil_scoped_release release;
@@ -382,8 +408,9 @@ py::tuple fm_scores_sums(const py::object& indptr, const py::object& indices, do
 
 void bind_certify(py::module_& m) {
   m.def("fm_scores_sums", &fm_scores_sums, py::arg("indptr"), py::arg("indices"), py::arg("w0"),
-        py::arg("w"), py::arg("V"),
-        "FM scores f(x) (double) and instance sums s (summed in double, float32 [m, k]).");
+        py::arg("w"), py::arg("V"), py::arg("double_sums") = false,
+        "FM scores f(x) (double) and instance sums s (summed in double; float32 [m, k], or "
+        "float64 with double_sums).");
   m.def("fm_scores", &fm_scores, py::arg("indptr"), py::arg("indices"), py::arg("w0"),
         py::arg("w"), py::arg("V"), "FM scores f(x) of CSR rows, accumulated in double.");
   m.def("fm_certify_batch", &fm_certify_batch, py::arg("indptr"), py::arg("indices"),
@@ -396,12 +423,14 @@ void bind_certify(py::module_& m) {
         py::arg("indices"), py::arg("w0"), py::arg("w"), py::arg("V"), py::arg("perturbable"),
         py::arg("pair_top"), py::arg("pair_bot"), py::arg("row_top"), py::arg("row_bot"),
         py::arg("qs"), py::arg("method"), py::arg("p"), py::arg("gram"), py::arg("node_budget"),
+        py::arg("s") = py::none(),
         "fm_certify_batch at every budget of qs (strictly increasing) in one pass: a list of "
         "its tuples. Internal; call advrec.kernels.fm_certify_budgets_batch.");
   m.def("fm_max_q_batch", &fm_max_q_batch, py::arg("indptr"), py::arg("indices"),
         py::arg("w0"), py::arg("w"), py::arg("V"), py::arg("perturbable"), py::arg("pair_top"),
         py::arg("pair_bot"), py::arg("row_top"), py::arg("row_bot"), py::arg("q_max"),
         py::arg("method"), py::arg("p"), py::arg("gram"), py::arg("node_budget"),
+        py::arg("s") = py::none(),
         "Largest certified budget per FM instance. Internal; call "
         "advrec.kernels.fm_max_q_batch.");
 }

@@ -32,6 +32,8 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 // Golden-section steps of the square bound's search over beta (the bracket shrinks 0.618x each).
 constexpr int kSquareIters = 14;
+// The interval the square bound searches beta over.
+constexpr double kSqLo = -0.99, kSqHi = 0.0;
 constexpr double kUnit = 1.0 / 16777216.0;  // float32 unit roundoff, 2^-24
 // Branch and bound caches sigma G among its candidates up to this many (8 MiB per thread).
 constexpr int64_t kCacheMaxCandidates = 1024;
@@ -301,6 +303,29 @@ class SmallTop {
     }
     v_[i] = x;
   }
+  // push(a[j]) for j < len, skipping blocks of 16 that hold nothing above the current
+  // threshold with one vector test: the threshold only rises, so a skipped value would have
+  // been rejected by push() too, and the kept values are push()'s bit for bit.
+  void push_all(const double* a, int64_t len) {
+    constexpr int64_t kBlock = 16;
+    int64_t j = 0;
+    for (; j + kBlock <= len; j += kBlock) {
+      const double t = cnt_ < q_ ? 0.0 : v_[q_ - 1];
+#if defined(__SSE2__)
+      const __m128d tv = _mm_set1_pd(t);
+      __m128d acc = _mm_setzero_pd();
+      for (int64_t i = 0; i < kBlock; i += 2)
+        acc = _mm_or_pd(acc, _mm_cmpgt_pd(_mm_loadu_pd(a + j + i), tv));
+      if (!_mm_movemask_pd(acc)) continue;
+#else
+      bool any = false;
+      for (int64_t i = 0; i < kBlock; ++i) any |= a[j + i] > t;
+      if (!any) continue;
+#endif
+      for (int64_t i = 0; i < kBlock; ++i) push(a[j + i]);
+    }
+    for (; j < len; ++j) push(a[j]);
+  }
   double kth() const { return cnt_ < q_ ? 0.0 : v_[q_ - 1]; }
   double sum() const {
     double s = 0.0;
@@ -336,6 +361,10 @@ struct Shared {
   // (oriented) is sigma p_j + joint_add at r = q - 1.
   std::vector<double> joint_add[2];
   std::vector<double> sig_e[2];  // sigma e_j
+  // The square bound's first candidate cut (beta over [-0.99, 0]): the instance-free parts of
+  // its terms at both ends, beta w_j - e_j / 2, and |w_j| + e_j of its margin, exactly as
+  // narrow() and square_candidates() compute them per instance.
+  std::vector<double> sq_end_lo, sq_end_hi, sq_mag_add;
 
   Shared(const Problem& p, int64_t q_tables) : pr(p), n(p.n), k(p.k) {
     fpos.assign(static_cast<size_t>(pr.d), -1);
@@ -357,6 +386,14 @@ struct Shared {
       eP[a] = e_feat[f];
       vmax = std::max(vmax, std::sqrt(eP[a]));
       wmax = std::max(wmax, std::fabs(wP[a]));
+    }
+    sq_end_lo.resize(static_cast<size_t>(n));
+    sq_end_hi.resize(static_cast<size_t>(n));
+    sq_mag_add.resize(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) {
+      sq_end_lo[j] = kSqLo * wP[j] - 0.5 * eP[j];
+      sq_end_hi[j] = kSqHi * wP[j] - 0.5 * eP[j];
+      sq_mag_add[j] = std::fabs(wP[j]) + eP[j];
     }
     for (int s = 0; s < 2; ++s) {
       sig_e[s].resize(static_cast<size_t>(n));
@@ -454,9 +491,10 @@ struct Worker {
     lin = pr.w0;
     ee = 0.0;
     hpos.clear();
-    // s in double, four rows per pass over s.
+    // s in double, four rows per pass over s (or the caller's, summed the same way).
     double* sd = s.data();
-    int64_t t = 0;
+    int64_t t = pr.s ? nf : 0;
+    if (pr.s) std::copy(pr.s + r * k, pr.s + (r + 1) * k, sd);
     for (; t + 4 <= nf; t += 4) {
       const float* v0 = pr.V + feats[t] * k;
       const float* v1 = pr.V + feats[t + 1] * k;
@@ -560,7 +598,7 @@ struct Worker {
   template <typename At>
   static double golden_min(At at) {
     constexpr double kGolden = 0.6180339887498949;
-    double lo = -0.99, hi = 0.0;
+    double lo = kSqLo, hi = kSqHi;
     double x1 = hi - kGolden * (hi - lo), x2 = lo + kGolden * (hi - lo);
     double f1 = at(x1, lo, hi), f2 = at(x2, lo, hi);
     double best = std::min({at(0.0, lo, hi), f1, f2});
@@ -597,7 +635,7 @@ struct Worker {
     // This search's candidates: the instance's list for [-0.99, 0], narrowed (into the other
     // buffer) whenever the bracket has shrunk to half the interval the list was cut for.
     const SqList* cur = &sqc;
-    double cur_lo = -0.99, cur_hi = 0.0;
+    double cur_lo = kSqLo, cur_hi = kSqHi;
     int next = 0;
     return golden_min([&](double beta, double lo, double hi) {
       uint64_t key;
@@ -620,7 +658,7 @@ struct Worker {
         memo_pre.resize(memo_key.size() * width);
         if (small_top) {
           st.reset(shared_qmax);
-          for (int64_t i = 0; i < nc; ++i) st.push(sq[i]);
+          st.push_all(sq.data(), nc);
           st.prefix(&memo_pre[e * width]);
         } else {
           ts.reset(shared_qmax);
@@ -645,21 +683,33 @@ struct Worker {
   // shared_qmax others at every beta there and never selected; the margin (1e-9 of the largest
   // term magnitude, far above the few roundings of each term) keeps the cut exact in floating
   // point. Values are computed as square_terms() does (-inf on H, never kept).
+  // With end_lo/end_hi (the first cut over all of C), the instance-free parts of the terms
+  // come from the per-model tables: the same products, so the same values.
   void narrow(const double* op_, const double* w_, const double* e_, int64_t nf, double lo,
-              double hi, SqList& to) {
+              double hi, SqList& to, const double* end_lo = nullptr,
+              const double* end_hi = nullptr) {
     const double alo = 1.0 + lo, ahi = 1.0 + hi;
     double* __restrict vlo = sq.data();
     double* __restrict vhi = sq_hi.data();
-    for (int64_t i = 0; i < nf; ++i) {
-      const double v0 = alo * op_[i] + (lo * w_[i] - 0.5 * e_[i]);
-      const double v1 = ahi * op_[i] + (hi * w_[i] - 0.5 * e_[i]);
-      vlo[i] = v0 < v1 ? v0 : v1;
-      vhi[i] = v0 < v1 ? v1 : v0;
+    if (end_lo) {
+      for (int64_t i = 0; i < nf; ++i) {
+        const double v0 = alo * op_[i] + end_lo[i];
+        const double v1 = ahi * op_[i] + end_hi[i];
+        vlo[i] = v0 < v1 ? v0 : v1;
+        vhi[i] = v0 < v1 ? v1 : v0;
+      }
+    } else {
+      for (int64_t i = 0; i < nf; ++i) {
+        const double v0 = alo * op_[i] + (lo * w_[i] - 0.5 * e_[i]);
+        const double v1 = ahi * op_[i] + (hi * w_[i] - 0.5 * e_[i]);
+        vlo[i] = v0 < v1 ? v0 : v1;
+        vhi[i] = v0 < v1 ? v1 : v0;
+      }
     }
     double theta;
     if (small_top && nf < n) {  // (the first cut, over all of C, skips blocks in TopSum)
       st.reset(shared_qmax);
-      for (int64_t i = 0; i < nf; ++i) st.push(vlo[i]);
+      st.push_all(vlo, nf);
       theta = st.kth();
     } else {
       ts.reset(shared_qmax);
@@ -689,12 +739,14 @@ struct Worker {
     if (sq_hi.size() < static_cast<size_t>(n)) sq_hi.resize(static_cast<size_t>(n));
     if (sq.size() < static_cast<size_t>(n)) sq.resize(static_cast<size_t>(n));
     double mag = 0.0;
+    const double* madd = sh.sq_mag_add.data();
     for (int64_t j = 0; j < n; ++j) {
-      const double t = std::fabs(op[j]) + (std::fabs(sh.wP[j]) + sh.eP[j]);  // inf on H
+      const double t = std::fabs(op[j]) + madd[j];  // inf on H
       mag = t != kInf && t > mag ? t : mag;
     }
     sq_mag = mag;
-    narrow(op.data(), sh.wP.data(), sh.eP.data(), n, -0.99, 0.0, sqc);
+    narrow(op.data(), sh.wP.data(), sh.eP.data(), n, kSqLo, kSqHi, sqc, sh.sq_end_lo.data(),
+           sh.sq_end_hi.data());
     sqc_ready = true;
   }
   // Joint bound at q over the candidates that can be among the shared_qmax largest u_j(q) for
@@ -973,7 +1025,7 @@ void note_bad_row(int64_t& bad_row, int64_t r) {
 
 }  // namespace
 
-void scores(const Problem& pr, double* out, float* sums) {
+void scores(const Problem& pr, double* out, float* sums, double* sums64) {
   Shared sh(pr, 0);
   OmpGuard guard;
 #ifdef ADVREC_OPENMP
@@ -993,6 +1045,7 @@ void scores(const Problem& pr, double* out, float* sums) {
         out[r] = wk.f;
         if (sums)
           for (int64_t c = 0; c < pr.k; ++c) sums[r * pr.k + c] = static_cast<float>(wk.s[c]);
+        if (sums64) std::copy(wk.s.begin(), wk.s.end(), sums64 + r * pr.k);
         wk.end();
       });
     }

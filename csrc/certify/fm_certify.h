@@ -33,6 +33,9 @@ struct Problem {
   // Optional inputs computed by BLAS in float32 (nullptr: computed here in double).
   const float* p = nullptr;     // [m, n]: w_P + s V_P^T
   const float* gram = nullptr;  // [n, n]: V_P V_P^T
+  // Optional: each row's s = sum of its v_i in double [m, k], as scores() sums it (the caller
+  // already has it for p; nullptr: summed here).
+  const double* s = nullptr;
 };
 
 // Outputs of certify(); the per-row arrays are allocated by the caller (length m, m + 1).
@@ -46,8 +49,9 @@ struct CertifyOut {
 };
 
 // f(x) per row, accumulated in double; with `sums`, also s = sum of the row's v_i (summed in
-// double, stored as float32 [m, k]) for the caller's BLAS product p = w_P + s V_P^T.
-void scores(const Problem& pr, double* out, float* sums = nullptr);
+// double, stored as float32 [m, k]) for the caller's BLAS product p = w_P + s V_P^T; with
+// `sums64`, s as summed (double [m, k]), which Problem::s takes back.
+void scores(const Problem& pr, double* out, float* sums = nullptr, double* sums64 = nullptr);
 
 // Certifies every row at budget q. Returns -1, or the first row of p holding a non-finite
 // value (the outputs are then incomplete and the caller raises).
