@@ -81,6 +81,11 @@ def _check_q(q, name: str = "q") -> int:
     return int(q)
 
 
+#: BLAS multiplies a product of 1 or 2 rows by another kernel (gemv) than a larger one, with other
+#: float32 rounding (measured: MKL, k = 16 and 64), so an instance's p, and in a borderline case
+#: its certificate, would depend on where its tile ends; shorter tiles are padded with zero rows
+_MIN_GEMM_ROWS = 8
+
 class FMCertifier:
     """Certifier of one FM's predictions against injecting up to ``q`` perturbable features.
 
@@ -185,7 +190,9 @@ class FMCertifier:
             s = torch.nn.functional.embedding_bag(
                 torch.from_numpy(indices).to(self.device), self._V64,
                 torch.from_numpy(indptr[:-1]).to(self.device), mode="sum").to(torch.float32)
-        p = torch.addmm(self._wP, s, self._VP.T)
+        if m < _MIN_GEMM_ROWS:  # same rounding as in any larger tile (see _MIN_GEMM_ROWS)
+            s = torch.cat([s, s.new_zeros(_MIN_GEMM_ROWS - m, s.shape[1])])
+        p = torch.addmm(self._wP, s, self._VP.T)[:m]
         if on_device:
             return p, s64
         return np.ascontiguousarray(p.cpu().numpy()), s64

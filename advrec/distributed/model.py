@@ -61,11 +61,6 @@ class ModelPayload:
         return int(self.w.nbytes + self.V.nbytes + self.perturbable.nbytes + 8)
 
 
-#: BLAS (MKL) multiplies a tile of 1 or 2 rows by another kernel (gemv) than a larger one, with
-#: other float32 rounding, so the certificates of a row would depend on where a shard ends; a
-#: shard whose last tile is shorter than this is padded with empty instances (results dropped)
-MIN_TILE_ROWS = 8
-
 #: the certifier of the last payload this process saw (one model per run; keyed by its hash)
 _certifiers: Dict[str, FMCertifier] = {}
 
@@ -104,29 +99,14 @@ def certify_shard(payload: ModelPayload, index: int, indptr: np.ndarray, indices
     start = time.perf_counter()
     cert = certifier_for(payload)
     rows = len(indptr) - 1
-    indptr = np.array(indptr)
-    short = rows % cert.tile_rows
-    if 0 < short < MIN_TILE_ROWS:  # pad the last tile with empty instances (see MIN_TILE_ROWS)
-        indptr = np.concatenate([indptr, np.full(MIN_TILE_ROWS - short, indptr[-1])])
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        results = cert.certify_budgets(indptr, np.array(indices), list(qs), method, node_budget=node_budget,
-                                       progress=False)
+        results = cert.certify_budgets(np.array(indptr), np.array(indices), list(qs), method,
+                                       node_budget=node_budget, progress=False)
     finally:
         torch.set_num_threads(previous)
-    results = {q: head(r, rows) for q, r in results.items()}
     return ShardResult(index, rows, results, seconds=time.perf_counter() - start)
-
-
-def head(result: CertResult, rows: int) -> CertResult:
-    """The first ``rows`` instances of ``result``."""
-    if len(result) == rows:
-        return result
-    end = int(result.flips_indptr[rows])
-    return CertResult(result.status[:rows], result.score[:rows], result.bound[:rows],
-                      result.flips_indptr[:rows + 1], result.flips_indices[:end], result.nodes[:rows],
-                      result.q, result.method)
 
 
 def check_method(method: str) -> str:
