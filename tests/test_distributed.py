@@ -28,7 +28,6 @@ from advrec.distributed import (ModelPayload, RunStats, certify_arrays, certify_
                                 read_results, write_instances)
 from advrec.distributed import _deps  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ("status", "score", "bound", "flips_indptr", "flips_indices", "nodes")
 
 # the hooks below run on Ray workers, which cannot import this test module: ship it by value
@@ -250,9 +249,13 @@ def _stop(proc):
 
 
 def _cluster_env():
-    """The environment of the cluster's processes and of its driver: advrec importable, and Ray's
+    """The environment of the cluster's processes and of its driver: the advrec this test imports
+    (the checkout with a built core, or the installed package) first on their path, and Ray's
     token authentication on in all of them (each reads the mode when it starts)."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    import advrec
+
+    here = str(Path(advrec.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
     return dict(os.environ, PYTHONPATH=path, RAY_AUTH_MODE="token")
 
 
@@ -299,10 +302,12 @@ def test_two_node_cluster_cli_equals_single_process(two_nodes, tmp_path, ml100k)
     wait = ("import ray, sys, time; ray.init(address=sys.argv[1]); t = time.time() + 60\n"
             "while len([n for n in ray.nodes() if n['Alive']]) < 2 and time.time() < t: time.sleep(0.3)\n"
             "sys.exit(len([n for n in ray.nodes() if n['Alive']]) != 2)")
+    # run outside the checkout (as a user would): `python -m` puts the working directory first on
+    # sys.path, and a checkout without a built core must not shadow the installed package
     joined = subprocess.run([sys.executable, "-c", wait, two_nodes], env=_cluster_env(), capture_output=True,
-                            timeout=120)
+                            timeout=120, cwd=tmp_path)
     assert joined.returncode == 0, "the second node did not join within 60 s"
-    run = subprocess.run(argv, env=_cluster_env(), capture_output=True, text=True, timeout=120)
+    run = subprocess.run(argv, env=_cluster_env(), capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "1200 instances x 3 budgets in 20 shards (20 computed, 0 already done) on 2 node(s)" in run.stdout
     ref = FMCertifier.from_model(fm, history).certify_budgets(test.indptr, test.indices, [1, 2, 3], "best")

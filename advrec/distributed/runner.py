@@ -15,6 +15,7 @@ configuration is refused instead of mixing results. At the end the shards are co
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,13 +70,22 @@ def connect(address: str = "local", *, num_cpus: Optional[int] = None,
         positive_int(num_cpus, "num_cpus")
     if ray.is_initialized():
         return
-    if address == "local":
-        ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
-                 log_to_driver=False)
-    else:
-        if num_cpus is not None:
-            raise ValueError("num_cpus is only for address='local' (a cluster's nodes declare their own)")
-        ray.init(address=address, log_to_driver=False)
+    if address != "local" and num_cpus is not None:
+        raise ValueError("num_cpus is only for address='local' (a cluster's nodes declare their own)")
+    # Ray puts the driver's working directory first on its workers' sys.path: started inside a
+    # source checkout, the workers would import that checkout's advrec (perhaps without a built
+    # core) instead of the one this driver runs. The directory holding this driver's advrec is
+    # made the working directory for the call, so the workers import the same package.
+    here = os.getcwd()
+    os.chdir(Path(__file__).resolve().parents[2])
+    try:
+        if address == "local":
+            ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
+                     log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    finally:
+        os.chdir(here)
 
 
 def _task(payload: ModelPayload, index: int, indptr: np.ndarray, indices: np.ndarray, qs: List[int],
