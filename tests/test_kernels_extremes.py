@@ -18,7 +18,7 @@ from advrec import kernels as K
 def expect(fn, *names):
     try:
         fn()
-    except (ValueError, IndexError, MemoryError) as err:
+    except (ValueError, IndexError, TypeError, MemoryError) as err:
         msg = str(err)
         assert any(n in msg for n in names) or isinstance(err, MemoryError), msg
         print("raised", type(err).__name__, msg[:200])
@@ -142,3 +142,44 @@ def test_the_bpr_training_epoch_survives_extreme_arguments(tmp_path):
         print("ok")
     """, 12, tmp_path)
     assert [line.split()[0] for line in lines] == ["ok"] + ["raised"] * 10 + ["ok"]
+
+
+def test_the_serving_and_multi_budget_kernels_survive_extreme_arguments(tmp_path):
+    """Issue 21's entry points: the serving merge and the fused multi-budget certification pass."""
+    lines = assert_survives("""
+        from advrec.certify import FMCertifier
+        s = np.ones((2, 5), np.float32)
+        def bufs(k):
+            return np.full((2, k), -1, np.int64), np.full((2, k), -np.inf, np.float32)
+        expect(lambda: K.serve_topk_merge(s, 0, 5, 2**31, *bufs(1)), "k", "best_idx")
+        expect(lambda: K.serve_topk_merge(s, 0, 5, 2**63 - 1, *bufs(1)), "k", "best_idx")
+        expect(lambda: K.serve_topk_merge(s, 2**62, 5, 1, *bufs(1)), "col0", "n_items")
+        expect(lambda: K.serve_topk_merge(s, 0, 2**63 - 1, 1, *bufs(1)), "n_items", "col0")
+        expect(lambda: K.serve_topk_merge(s.astype(np.float64), 0, 5, 1, *bufs(1)), "scores")
+        expect(lambda: K.serve_topk_merge(np.full((2, 5), np.inf, np.float32), 0, 5, 1, *bufs(1)), "scores")
+        expect(lambda: K.serve_topk_merge(np.full((2, 5), np.nan, np.float32), 0, 5, 1, *bufs(1)), "NaN")
+        expect(lambda: K.serve_topk_merge(np.ones((0, 5), np.float32), 0, 5, 1, *bufs(1)), "best_idx", "rows")
+        U, V = torch.ones(3, 2), torch.ones(4, 2)
+        expect(lambda: K.topk_dot_blocked(U, V, 2**63 - 1), "k")
+        i, v = K.topk_dot_blocked(U, V, 2, user_block=2**62, item_block=2**62)  # blocks capped to the data
+        assert i.shape == (3, 2)
+        print("ok")
+        expect(lambda: K.topk_dot_blocked(U.double(), V.double(), 2), "user_factors")
+        rng = np.random.default_rng(0)
+        w, Vf = rng.normal(size=6).astype(np.float32), rng.normal(size=(6, 2)).astype(np.float32)
+        cert = FMCertifier(0.1, w, Vf, np.arange(3, 6))
+        ip, ix = np.array([0, 2, 2]), np.array([0, 3])
+        expect(lambda: cert.certify_budgets(ip, ix, [1, 2**31], "best"), "q")
+        expect(lambda: cert.certify_budgets(ip, ix, [2**63 - 1], "greedy"), "q")
+        expect(lambda: cert.certify_budgets(ip, ix, [-1], "best"), "q")
+        t = cert.tables(2)
+        args = (ip, ix, 0.1, w, Vf, np.arange(3, 6), t.pair_top_val, t.pair_bot_val, t.row_top_val, t.row_bot_val)
+        bad_p = np.full((2, 3), np.nan, np.float32)
+        expect(lambda: K.fm_certify_budgets_batch(*args, [1, 2], "best", p=bad_p), "p")
+        expect(lambda: K.fm_certify_budgets_batch(*args, [1], "best", s=np.full((2, 2), np.inf)), "s")
+        expect(lambda: K.fm_certify_budgets_batch(*args, [1], "best", s=np.ones((2, 2), np.float32)), "s")
+        out = K.fm_certify_budgets_batch(np.array([0]), np.zeros(0, np.int64), *args[2:], [1, 2], "best")
+        assert all(len(r.status) == 0 for r in out.values())
+        print("ok")
+    """, 18, tmp_path)
+    assert lines[-1] == "ok" and sum(line.startswith("raised") for line in lines) == 14

@@ -78,6 +78,8 @@ def _as_csr(indptr, indices) -> Tuple[np.ndarray, np.ndarray]:
 def _check_q(q, name: str = "q") -> int:
     if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 0:
         raise ValueError(f"{name} must be an int >= 0, got {q!r}")
+    if q > 1 << 30:  # the kernels' limit, checked before the tables are sized for it
+        raise ValueError(f"{name} is too large: {q} (at most 2^30)")
     return int(q)
 
 

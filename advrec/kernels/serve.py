@@ -149,6 +149,12 @@ def topk_dot_blocked(
             raise ValueError(f"item_bias must be a float32 tensor of shape ({n_items},)")
         b = item_bias.detach()
     n = u.shape[0]
+    # as the selection binding does: refuse a k whose padding alone would take over 1 GiB
+    if k > n_items and max(n, 1) * (k - n_items) * 12 > 1 << 30:
+        raise ValueError(f"k ({k}) exceeds the {n_items} items so far that its padding alone would "
+                         f"take over 1 GiB for {max(n, 1)} rows; pass k <= {n_items}")
+    # a block never needs to be larger than the data (an absurd one would size the buffers)
+    user_block, item_block = min(user_block, max(n, 1)), min(item_block, max(n_items, 1))
     best_idx = np.full((n, k), -1, dtype=np.int64)
     best_val = np.full((n, k), -np.inf, dtype=np.float32)
     if n == 0 or n_items == 0:
